@@ -1,0 +1,62 @@
+# Member Portal. `make run` serves the demo, `make test` runs every test.
+# Both work on a fresh machine with Python 3.11 or newer.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# The first Python 3.11+ on PATH, unless PYTHON is given.
+PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
+	command -v $$p >/dev/null && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; done)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+# Tests that need a server run only when it is configured; the others are deselected.
+MARKERS := $(strip $(if $(filter postgres% postgresql% pgsql%,$(DATABASE_URL)),,not postgres) \
+	$(if $(REDIS_URL),,$(if $(filter postgres% postgresql% pgsql%,$(DATABASE_URL)),not redis,and not redis)))
+PYTEST_ARGS ?=
+
+.PHONY: help install run migrate demo test lint format clean
+
+help:
+	@echo "make run      set up, load demo data and serve on http://$(HOST):$(PORT)"
+	@echo "make test     set up and run every test"
+	@echo "make lint     ruff check, ruff format --check, mypy"
+	@echo "make migrate  apply database migrations"
+	@echo "make format   format the code with ruff"
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed: install it or set PYTHON=/path/to/python3.11" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+install: $(STAMP)
+
+migrate: $(STAMP)
+	$(BIN)/python manage.py migrate --no-input
+
+demo: migrate
+	$(BIN)/python manage.py seed_demo
+
+run: export DEBUG ?= true
+run: demo
+	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(if $(MARKERS),-m "$(MARKERS)") $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

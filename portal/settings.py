@@ -1,0 +1,330 @@
+"""Settings for Member Portal, read from the environment.
+
+Every variable is listed in `.env.example` with its default. With no environment at all the
+portal runs on SQLite in `var/` and Django's local-memory cache. A bad value stops start-up with
+an `ImproperlyConfigured` error that names the variable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+env = environ.Env()
+# A `.env` file beside manage.py is read if present; real environment variables win.
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+T = TypeVar("T")
+
+
+def _read(name: str, cast: Callable[[str], T], default: T) -> T:
+    """Read one variable and convert it, naming the variable if the value is unusable."""
+    raw = env.str(name, default=None)
+    if raw is None or raw == "":
+        return default
+    try:
+        return cast(raw)
+    except (ValueError, TypeError, ImproperlyConfigured) as exc:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not valid: {exc}") from None
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected one of true/false, yes/no, on/off, 1/0")
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError("expected a whole number of at least 1")
+    return value
+
+
+def _rate(raw: str) -> float:
+    value = float(raw)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("expected a number from 0.0 to 1.0")
+    return value
+
+
+def _csv(raw: str) -> list[str]:
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+# --- Core ------------------------------------------------------------------------------------
+
+DEBUG = _read("DEBUG", _bool, True)
+_DEV_SECRET_KEY = "insecure-dev-key-only-for-local-use-never-in-production"
+SECRET_KEY = _read("SECRET_KEY", str, _DEV_SECRET_KEY)
+if not DEBUG and SECRET_KEY == _DEV_SECRET_KEY:
+    raise ImproperlyConfigured("SECRET_KEY must be set to a long random value when DEBUG is off.")
+ALLOWED_HOSTS = _read("ALLOWED_HOSTS", _csv, ["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
+if not DEBUG and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("ALLOWED_HOSTS must list the site's host names when DEBUG is off.")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "members",
+    "subscriptions",
+    "monitoring",
+    "portal",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "portal.urls"
+WSGI_APPLICATION = "portal.wsgi.application"
+ASGI_APPLICATION = "portal.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database --------------------------------------------------------------------------------
+
+DATABASE_POOL_MIN = _read("DATABASE_POOL_MIN", _positive_int, 5)
+DATABASE_POOL_MAX = _read("DATABASE_POOL_MAX", _positive_int, 20)
+if DATABASE_POOL_MIN > DATABASE_POOL_MAX:
+    raise ImproperlyConfigured(
+        f"DATABASE_POOL_MIN={DATABASE_POOL_MIN} is larger than DATABASE_POOL_MAX={DATABASE_POOL_MAX}."
+    )
+# How long a request waits for a pooled connection. Long enough to ride out a PostgreSQL
+# restart (typically a few seconds) instead of failing every request that arrives meanwhile.
+DATABASE_POOL_TIMEOUT = 30
+
+_POSTGRES_SCHEMES = {"postgres", "postgresql", "pgsql"}
+
+
+def _database(raw: str) -> dict[str, Any]:
+    scheme = urlsplit(raw).scheme
+    if scheme in _POSTGRES_SCHEMES:
+        config: dict[str, Any] = env.db_url_config(raw)
+        if not config.get("NAME"):
+            raise ValueError("the URL names no database (postgres://user@host:5432/NAME)")
+        config["OPTIONS"] = {
+            **config.get("OPTIONS", {}),
+            "pool": {
+                "min_size": DATABASE_POOL_MIN,
+                "max_size": DATABASE_POOL_MAX,
+                "timeout": DATABASE_POOL_TIMEOUT,
+                "max_lifetime": 30 * 60,
+                "max_idle": 5 * 60,
+            },
+        }
+        # Pooled connections go back to the pool after each request (a pool requires
+        # CONN_MAX_AGE=0). With health checks on, Django has the pool test each connection as
+        # it is handed out, so one broken by a server restart is replaced, not used.
+        config["CONN_MAX_AGE"] = 0
+        config["CONN_HEALTH_CHECKS"] = True
+        return config
+    if scheme == "sqlite":
+        config = env.db_url_config(raw)
+        config["CONN_MAX_AGE"] = 0
+        return config
+    raise ValueError("expected postgres://user:password@host:5432/name or sqlite:////path/to/file.sqlite3")
+
+
+if "DATABASE_URL" not in env.ENVIRON or not env.str("DATABASE_URL"):
+    VAR_DIR.mkdir(exist_ok=True)  # the embedded SQLite database lives here
+DATABASES = {
+    "default": _read(
+        "DATABASE_URL",
+        _database,
+        {"ENGINE": "django.db.backends.sqlite3", "NAME": VAR_DIR / "db.sqlite3"},
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache and sessions ----------------------------------------------------------------------
+
+CACHE_TTL_SHORT = _read("CACHE_TTL_SHORT", _positive_int, 60)
+CACHE_TTL_MEDIUM = _read("CACHE_TTL_MEDIUM", _positive_int, 300)
+CACHE_TTL_LONG = _read("CACHE_TTL_LONG", _positive_int, 600)
+CACHE_TTL_VERY_LONG = _read("CACHE_TTL_VERY_LONG", _positive_int, 1800)
+
+
+def _redis_cache(raw: str) -> dict[str, Any]:
+    parts = urlsplit(raw)
+    if parts.scheme not in {"redis", "rediss", "unix"}:
+        raise ValueError("expected redis://host:6379/0, rediss://host:6380/0 or unix:///path/to/socket")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ValueError("the URL names no host")
+    parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
+    return {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": raw,
+        "KEY_PREFIX": "portal",
+        "TIMEOUT": CACHE_TTL_MEDIUM,
+        "OPTIONS": {
+            "CLIENT_CLASS": "django_redis.client.DefaultClient",
+            # Short timeouts: a dead or hung Redis costs a request at most this long.
+            "SOCKET_CONNECT_TIMEOUT": 0.5,
+            "SOCKET_TIMEOUT": 0.5,
+            # A Redis outage degrades to cache misses (served from the database) and is
+            # logged through the `django_redis` logger instead of failing the request.
+            "IGNORE_EXCEPTIONS": True,
+            "LOG_IGNORED_EXCEPTIONS": True,
+        },
+    }
+
+
+CACHES = {
+    "default": _read(
+        "REDIS_URL",
+        _redis_cache,
+        {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "portal",
+            "TIMEOUT": CACHE_TTL_MEDIUM,
+        },
+    )
+}
+DJANGO_REDIS_LOGGER = "django_redis"
+
+# Sessions are read from the cache and written through to the database, so a Redis outage or
+# flush never logs anyone out.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+
+# --- Authentication --------------------------------------------------------------------------
+
+AUTH_USER_MODEL = "members.Member"
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "admin:login"
+
+# --- Email -----------------------------------------------------------------------------------
+
+
+def _email(raw: str) -> dict[str, Any]:
+    scheme = urlsplit(raw).scheme
+    if scheme not in {"smtp", "smtps", "smtp+tls", "smtp+ssl", "consolemail", "filemail", "memorymail", "dummymail"}:
+        raise ValueError("expected smtp://user:password@host:25, smtp+tls://…:587, smtps://…:465 or consolemail://")
+    return env.email_url_config(raw)
+
+
+_EMAIL = _read("EMAIL_URL", _email, {"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"})
+EMAIL_BACKEND: str = _EMAIL["EMAIL_BACKEND"]
+EMAIL_HOST: str = _EMAIL.get("EMAIL_HOST") or "localhost"
+EMAIL_PORT: int = _EMAIL.get("EMAIL_PORT") or 25
+EMAIL_HOST_USER: str = _EMAIL.get("EMAIL_HOST_USER") or ""
+EMAIL_HOST_PASSWORD: str = _EMAIL.get("EMAIL_HOST_PASSWORD") or ""
+EMAIL_USE_TLS: bool = bool(_EMAIL.get("EMAIL_USE_TLS"))
+EMAIL_USE_SSL: bool = bool(_EMAIL.get("EMAIL_USE_SSL"))
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Member Portal <portal@localhost>")
+
+# --- Internationalization --------------------------------------------------------------------
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Static files ----------------------------------------------------------------------------
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+
+# --- Security (production) -------------------------------------------------------------------
+
+if not DEBUG:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = _read("SECURE_SSL_REDIRECT", _bool, True)
+    SECURE_HSTS_SECONDS = 365 * 24 * 3600
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+# --- Integrations (read here, used by the subscriptions and monitoring apps) ------------------
+
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+HEALTH_TOKEN = env.str("HEALTH_TOKEN", default="")
+
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="development" if DEBUG else "production")
+SENTRY_RELEASE = env.str("SENTRY_RELEASE", default="")
+SENTRY_TRACES_SAMPLE_RATE = _read("SENTRY_TRACES_SAMPLE_RATE", _rate, 0.0)
+SENTRY_PROFILES_SAMPLE_RATE = _read("SENTRY_PROFILES_SAMPLE_RATE", _rate, 0.0)
+
+# --- Logging ---------------------------------------------------------------------------------
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "INFO"},
+    "loggers": {
+        "django_redis": {"level": "WARNING"},
+        "portal": {"level": "INFO"},
+    },
+}
+logging.captureWarnings(True)

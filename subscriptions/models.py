@@ -1,0 +1,146 @@
+"""Plans and members' subscriptions to them."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from members.models import Member, Tier
+
+
+class PlanInterval(models.TextChoices):
+    MONTH = "month", "Monthly"
+    YEAR = "year", "Yearly"
+
+
+class PlanQuerySet(models.QuerySet["Plan"]):
+    def active(self) -> PlanQuerySet:
+        """Plans members may choose now, cheapest first."""
+        return self.filter(is_active=True).order_by("price_cents", "code")
+
+
+class Plan(models.Model):
+    code = models.SlugField(max_length=32, unique=True)
+    name = models.CharField(max_length=64)
+    tier = models.CharField(max_length=16, choices=Tier.choices)
+    price_cents = models.PositiveIntegerField(help_text="Price per interval in the currency's minor unit (cents).")
+    currency = models.CharField(max_length=3, default="usd", help_text="ISO 4217 code, lower case, as Stripe uses.")
+    interval = models.CharField(max_length=8, choices=PlanInterval.choices, default=PlanInterval.MONTH)
+    stripe_price_id = models.CharField(max_length=255, blank=True)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = PlanQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            # Checkout and webhooks find the plan by Stripe price id; free plans have none.
+            models.UniqueConstraint(
+                fields=["stripe_price_id"], condition=~Q(stripe_price_id=""), name="plan_stripe_price_unique"
+            ),
+            models.CheckConstraint(condition=Q(tier__in=Tier.values), name="plan_tier_valid"),
+            models.CheckConstraint(condition=Q(currency__regex=r"^[a-z]{3}$"), name="plan_currency_iso"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def price(self) -> str:
+        return f"{self.price_cents / 100:.2f} {self.currency.upper()}"
+
+
+class SubscriptionStatus(models.TextChoices):
+    """Stripe's subscription statuses, plus `comped` for memberships staff grant without Stripe."""
+
+    INCOMPLETE = "incomplete", "Incomplete"
+    INCOMPLETE_EXPIRED = "incomplete_expired", "Incomplete, expired"
+    TRIALING = "trialing", "Trialing"
+    ACTIVE = "active", "Active"
+    PAST_DUE = "past_due", "Past due"
+    CANCELED = "canceled", "Canceled"
+    UNPAID = "unpaid", "Unpaid"
+    PAUSED = "paused", "Paused"
+    COMPED = "comped", "Comped"
+
+
+# Statuses in which a subscription gives its plan's tier. A member has at most one of these.
+LIVE_STATUSES = (
+    SubscriptionStatus.TRIALING,
+    SubscriptionStatus.ACTIVE,
+    SubscriptionStatus.PAST_DUE,
+    SubscriptionStatus.COMPED,
+)
+
+
+class SubscriptionQuerySet(models.QuerySet["Subscription"]):
+    def for_member(self, member: Member) -> SubscriptionQuerySet:
+        return self.filter(member=member)
+
+    def live(self) -> SubscriptionQuerySet:
+        return self.filter(status__in=LIVE_STATUSES).select_related("plan")
+
+    def with_status(self, status: str) -> SubscriptionQuerySet:
+        return self.filter(status=status).order_by("current_period_end")
+
+
+class Subscription(models.Model):
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="subscriptions")
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="subscriptions")
+    status = models.CharField(max_length=24, choices=SubscriptionStatus.choices)
+    stripe_subscription_id = models.CharField(max_length=255, blank=True)
+    stripe_customer_id = models.CharField(max_length=255, blank=True)
+    current_period_start = models.DateTimeField(null=True, blank=True)
+    current_period_end = models.DateTimeField(null=True, blank=True)
+    cancel_at_period_end = models.BooleanField(default=False)
+    canceled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = SubscriptionQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            # A member has at most one live subscription; their tier follows it.
+            models.UniqueConstraint(
+                fields=["member"], condition=Q(status__in=LIVE_STATUSES), name="subscription_one_live_per_member"
+            ),
+            # Webhooks find the local row by Stripe's id; comped rows have none.
+            models.UniqueConstraint(
+                fields=["stripe_subscription_id"],
+                condition=~Q(stripe_subscription_id=""),
+                name="subscription_stripe_id_unique",
+            ),
+            models.CheckConstraint(condition=Q(status__in=SubscriptionStatus.values), name="subscription_status_valid"),
+            models.CheckConstraint(
+                condition=Q(current_period_end__isnull=True)
+                | Q(current_period_start__isnull=True)
+                | Q(current_period_end__gte=models.F("current_period_start")),
+                name="subscription_period_ordered",
+            ),
+        ]
+        indexes = [
+            # Expiry and renewal sweeps: `with_status("comped")` due before a time, by period end.
+            models.Index(fields=["status", "current_period_end"], name="subscription_status_end_idx"),
+            # Checkout and the customer portal: a member's Stripe customer id.
+            models.Index(
+                fields=["stripe_customer_id"],
+                condition=~Q(stripe_customer_id=""),
+                name="subscription_customer_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.member} on {self.plan} ({self.status})"
+
+    def is_live(self, at: dt.datetime | None = None) -> bool:
+        """Gives its plan's tier at `at`: a live status, and (for comped) within its period."""
+        if self.status not in LIVE_STATUSES:
+            return False
+        if self.status == SubscriptionStatus.COMPED and self.current_period_end is not None:
+            return (at or timezone.now()) < self.current_period_end
+        return True
