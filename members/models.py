@@ -233,8 +233,12 @@ class ActivityLogQuerySet(models.QuerySet["ActivityLog"]):
         return self.order_by("-created_at", "-id")
 
     def before(self, created_at: dt.datetime, pk: int) -> ActivityLogQuerySet:
-        """Rows after the cursor (created_at, pk) in `recent()` order: the keyset for the next page."""
-        return self.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=pk))
+        """Rows after the cursor (created_at, pk) in `recent()` order: the keyset for the next page.
+
+        The `created_at <= cursor` term is redundant with the OR but lets the database seek in
+        the (member, created_at, id) index straight to the cursor, however deep it is; the OR
+        then only sorts out the rows that share the cursor's instant."""
+        return self.filter(created_at__lte=created_at).filter(Q(created_at__lt=created_at) | Q(id__lt=pk))
 
 
 class ActivityLog(models.Model):

@@ -34,7 +34,8 @@ def _read(name: str, cast: Callable[[str], T], default: T) -> T:
     try:
         return cast(raw)
     except (ValueError, TypeError, ImproperlyConfigured) as exc:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not valid: {exc}") from None
+        # The value itself is left out: it may hold a password (DATABASE_URL) or a key.
+        raise ImproperlyConfigured(f"{name} is not valid: {exc}") from None
 
 
 def _bool(raw: str) -> bool:
@@ -163,7 +164,7 @@ def _database(raw: str) -> dict[str, Any]:
     raise ValueError("expected postgres://user:password@host:5432/name or sqlite:////path/to/file.sqlite3")
 
 
-if "DATABASE_URL" not in env.ENVIRON or not env.str("DATABASE_URL"):
+if not env.str("DATABASE_URL", default=""):
     VAR_DIR.mkdir(exist_ok=True)  # the embedded SQLite database lives here
 DATABASES = {
     "default": _read(
@@ -202,7 +203,6 @@ def _redis_cache(raw: str) -> dict[str, Any]:
             # A Redis outage degrades to cache misses (served from the database) and is
             # logged through the `django_redis` logger instead of failing the request.
             "IGNORE_EXCEPTIONS": True,
-            "LOG_IGNORED_EXCEPTIONS": True,
         },
     }
 
@@ -218,6 +218,7 @@ CACHES = {
         },
     )
 }
+DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 DJANGO_REDIS_LOGGER = "django_redis"
 
 # Sessions are read from the cache and written through to the database, so a Redis outage or
@@ -277,6 +278,11 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+if DEBUG:
+    # Served from the source folders (finders) in development; the folder only has to exist.
+    WHITENOISE_USE_FINDERS = True
+    WHITENOISE_AUTOREFRESH = True
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -303,16 +309,49 @@ X_FRAME_OPTIONS = "DENY"
 
 # --- Integrations (read here, used by the subscriptions and monitoring apps) ------------------
 
-STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
-STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+
+
+def _prefixed(*prefixes: str) -> Callable[[str], str]:
+    def cast(raw: str) -> str:
+        if not raw.startswith(prefixes):
+            raise ValueError(f"expected a value starting with {' or '.join(prefixes)}")
+        return raw
+
+    return cast
+
+
+def _webhook_secrets(raw: str) -> list[str]:
+    """One secret, or two separated by a comma while Stripe rotates them."""
+    return [_prefixed("whsec_")(secret) for secret in _csv(raw)]
+
+
+def _sentry_dsn(raw: str) -> str:
+    from sentry_sdk.utils import Dsn
+
+    Dsn(raw)  # raises BadDsn, a ValueError, for a malformed DSN
+    return raw
+
+
+STRIPE_SECRET_KEY = _read("STRIPE_SECRET_KEY", _prefixed("sk_", "rk_"), "")
+STRIPE_WEBHOOK_SECRETS = _read("STRIPE_WEBHOOK_SECRET", _webhook_secrets, [])
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 HEALTH_TOKEN = env.str("HEALTH_TOKEN", default="")
 
-SENTRY_DSN = env.str("SENTRY_DSN", default="")
+SENTRY_DSN = _read("SENTRY_DSN", _sentry_dsn, "")
 SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="development" if DEBUG else "production")
 SENTRY_RELEASE = env.str("SENTRY_RELEASE", default="")
 SENTRY_TRACES_SAMPLE_RATE = _read("SENTRY_TRACES_SAMPLE_RATE", _rate, 0.0)
 SENTRY_PROFILES_SAMPLE_RATE = _read("SENTRY_PROFILES_SAMPLE_RATE", _rate, 0.0)
+if SENTRY_DSN:
+    from monitoring.sentry import init_sentry
+
+    init_sentry(
+        dsn=SENTRY_DSN,
+        environment=SENTRY_ENVIRONMENT,
+        release=SENTRY_RELEASE,
+        traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE,
+        profiles_sample_rate=SENTRY_PROFILES_SAMPLE_RATE,
+    )
 
 # --- Logging ---------------------------------------------------------------------------------
 

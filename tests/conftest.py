@@ -8,6 +8,8 @@ lost its server cannot pass by skipping.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -56,3 +58,45 @@ def carol(db: None) -> Member:
     return create_member(
         email="carol@example.com", password=PASSWORD, display_name="Carol", is_staff=True, is_superuser=True
     )
+
+
+@pytest.fixture(scope="module")
+def scale_rows(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """Enough rows, with realistic skew, that PostgreSQL's planner picks an index only when it
+    really serves the query: 5,000 members (2% pro, 18% basic), 200,000 activity rows plus 400
+    more for one busy member (m2500), a token and a subscription each (2% past due). Loaded
+    once per module with set-based SQL and ANALYZEd; removed when the module is done."""
+    statements = [
+        """INSERT INTO members_member (password, is_superuser, email, tier, status, is_staff, created_at, updated_at)
+           SELECT '!', false, 'm' || g || '@scale.example',
+                  CASE WHEN g % 50 = 0 THEN 'pro' WHEN g % 5 = 0 THEN 'basic' ELSE 'free' END,
+                  'active', false, now() - g * interval '1 minute', now()
+           FROM generate_series(1, 5000) g""",
+        """INSERT INTO members_activitylog (member_id, action, created_at, ip, user_agent, detail)
+           SELECT m.id, (ARRAY['login', 'logout', 'profile_updated', 'token_created'])[1 + g % 4],
+                  now() - g * interval '37 minutes' - m.id * interval '1 second', '127.0.0.1', 'bench', '{}'::jsonb
+           FROM members_member m CROSS JOIN generate_series(1, 40) g""",
+        """INSERT INTO members_activitylog (member_id, action, created_at, ip, user_agent, detail)
+           SELECT m.id, (ARRAY['login', 'logout', 'profile_updated', 'token_created'])[1 + g % 4],
+                  now() - g * interval '17 minutes' - interval '11 seconds', '127.0.0.1', 'bench', '{}'::jsonb
+           FROM members_member m CROSS JOIN generate_series(1, 400) g WHERE m.email = 'm2500@scale.example'""",
+        """INSERT INTO members_apitoken (member_id, name, prefix, last_chars, token_hash, scopes, created_at)
+           SELECT id, 'script', 'mpt_abcd', 'wxyz', md5(id::text) || md5(email), '["read"]'::jsonb, now()
+           FROM members_member""",
+        """INSERT INTO subscriptions_plan (code, name, tier, price_cents, currency, interval, stripe_price_id,
+                                          is_active, created_at, updated_at)
+           VALUES ('scale-basic', 'Scale basic', 'basic', 900, 'usd', 'month', '', true, now(), now())""",
+        """INSERT INTO subscriptions_subscription (member_id, plan_id, status, stripe_subscription_id,
+               stripe_customer_id, current_period_start, current_period_end, cancel_at_period_end,
+               created_at, updated_at)
+           SELECT m.id, p.id, CASE WHEN m.id % 50 = 0 THEN 'past_due' ELSE 'active' END, 'sub_' || m.id,
+                  'cus_' || m.id, now(), now() + interval '30 days', false, now(), now()
+           FROM members_member m, subscriptions_plan p WHERE p.code = 'scale-basic'""",
+        "ANALYZE members_member, members_activitylog, members_apitoken, subscriptions_subscription",
+    ]
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        for statement in statements:
+            cursor.execute(statement)
+    yield
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute("TRUNCATE members_member, subscriptions_plan CASCADE")

@@ -1,0 +1,36 @@
+"""The landing page and liveness probe."""
+
+from __future__ import annotations
+
+from members.models import Tier
+from subscriptions.models import Plan
+
+
+def test_landing_page_lists_the_plans_on_offer_in_one_query(client, db, django_assert_num_queries):
+    Plan.objects.create(code="free", name="Free", tier=Tier.FREE, price_cents=0)
+    Plan.objects.create(code="pro", name="Pro", tier=Tier.PRO, price_cents=2900, stripe_price_id="price_pro")
+    Plan.objects.create(code="legacy", name="Legacy", tier=Tier.BASIC, price_cents=500, is_active=False)
+    with django_assert_num_queries(1):
+        response = client.get("/")
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "Pro" in body and "29.00 USD" in body
+    assert "Legacy" not in body
+
+
+def test_landing_page_says_so_when_no_plan_is_offered(client, db):
+    response = client.get("/")
+    assert "No plans are offered yet" in response.content.decode()
+
+
+def test_liveness_touches_no_dependency(client, django_assert_num_queries, db):
+    with django_assert_num_queries(0):
+        response = client.get("/health/live")
+    assert response.status_code == 200
+    assert response.content == b"ok\n"
+    assert "no-cache" in response["Cache-Control"]
+
+
+def test_static_stylesheet_is_served(client, db):
+    response = client.get("/")
+    assert 'href="/static/css/portal.css"' in response.content.decode()

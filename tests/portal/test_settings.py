@@ -1,0 +1,164 @@
+"""Settings read from the environment: defaults, the PostgreSQL and Redis shapes, and start-up
+errors that name the variable. Each case starts a fresh interpreter with its own environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DUMP = """
+import json, django
+from django.conf import settings
+django.setup()
+print(json.dumps({
+    "db": {k: v for k, v in settings.DATABASES["default"].items() if k in ("ENGINE", "NAME", "CONN_MAX_AGE", "CONN_HEALTH_CHECKS")},
+    "pool": settings.DATABASES["default"].get("OPTIONS", {}).get("pool"),
+    "cache": settings.CACHES["default"],
+    "session_engine": settings.SESSION_ENGINE,
+    "hashers": settings.PASSWORD_HASHERS,
+    "ttls": [settings.CACHE_TTL_SHORT, settings.CACHE_TTL_MEDIUM, settings.CACHE_TTL_LONG, settings.CACHE_TTL_VERY_LONG],
+    "debug": settings.DEBUG,
+}, default=str))
+"""
+# Variables of the contract, cleared so that the caller's environment does not leak in.
+CONTRACT = [
+    "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS", "DATABASE_URL", "DATABASE_POOL_MIN", "DATABASE_POOL_MAX",
+    "REDIS_URL", "CACHE_TTL_SHORT", "CACHE_TTL_MEDIUM", "CACHE_TTL_LONG", "CACHE_TTL_VERY_LONG",
+    "SENTRY_DSN", "SENTRY_ENVIRONMENT", "SENTRY_RELEASE", "SENTRY_TRACES_SAMPLE_RATE",
+    "SENTRY_PROFILES_SAMPLE_RATE", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "METRICS_TOKEN",
+    "HEALTH_TOKEN", "EMAIL_URL",
+]  # fmt: skip
+
+
+def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if k not in CONTRACT}
+    environment.update(env, DJANGO_SETTINGS_MODULE="portal.settings")
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def settings_with(**env: str) -> dict:
+    result = run_python(DUMP, **env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def start_up_error(**env: str) -> str:
+    """Start `manage.py check` and return the last line it printed on failure."""
+    environment = {k: v for k, v in os.environ.items() if k not in CONTRACT}
+    environment.update(env)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0, "start-up should have failed"
+    return result.stderr.strip().splitlines()[-1]
+
+
+def test_no_environment_runs_on_sqlite_and_local_memory():
+    values = settings_with()
+    assert values["db"]["ENGINE"] == "django.db.backends.sqlite3"
+    assert values["db"]["NAME"].endswith("var/db.sqlite3")
+    assert values["cache"]["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache"
+    assert values["ttls"] == [60, 300, 600, 1800]
+    assert values["session_engine"] == "django.contrib.sessions.backends.cached_db"
+    assert values["hashers"][0] == "django.contrib.auth.hashers.Argon2PasswordHasher"
+
+
+def test_database_url_selects_postgresql_with_a_sized_pool_and_health_checks():
+    values = settings_with(
+        DATABASE_URL="postgres://portal:secret@db.internal:5432/portal", DATABASE_POOL_MIN="3", DATABASE_POOL_MAX="12"
+    )
+    assert values["db"]["ENGINE"] == "django.db.backends.postgresql"
+    assert values["db"]["NAME"] == "portal"
+    assert values["db"]["CONN_HEALTH_CHECKS"] is True
+    assert values["db"]["CONN_MAX_AGE"] == 0
+    assert values["pool"]["min_size"] == 3
+    assert values["pool"]["max_size"] == 12
+    # Long enough to ride out a PostgreSQL restart rather than fail the waiting requests.
+    assert values["pool"]["timeout"] >= 10
+
+
+def test_redis_url_selects_django_redis_that_degrades_instead_of_failing():
+    cache = settings_with(REDIS_URL="redis://cache.internal:6379/1")["cache"]
+    assert cache["BACKEND"] == "django_redis.cache.RedisCache"
+    assert cache["LOCATION"] == "redis://cache.internal:6379/1"
+    assert cache["OPTIONS"]["IGNORE_EXCEPTIONS"] is True
+    assert cache["OPTIONS"]["SOCKET_TIMEOUT"] <= 1
+    assert cache["OPTIONS"]["SOCKET_CONNECT_TIMEOUT"] <= 1
+
+
+def test_cache_ttl_tiers_come_from_the_environment():
+    values = settings_with(CACHE_TTL_SHORT="5", CACHE_TTL_MEDIUM="50", CACHE_TTL_LONG="500", CACHE_TTL_VERY_LONG="5000")
+    assert values["ttls"] == [5, 50, 500, 5000]
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"DATABASE_URL": "not a url"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "mysql://root@localhost/portal"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "postgres://portal@db:port/portal"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "postgres://portal@db:5432/"}, "DATABASE_URL"),
+        ({"DATABASE_POOL_MIN": "five"}, "DATABASE_POOL_MIN"),
+        ({"DATABASE_POOL_MAX": "0"}, "DATABASE_POOL_MAX"),
+        ({"DATABASE_POOL_MIN": "30", "DATABASE_POOL_MAX": "20"}, "DATABASE_POOL_MIN"),
+        ({"REDIS_URL": "http://cache:6379"}, "REDIS_URL"),
+        ({"REDIS_URL": "redis://cache:port/0"}, "REDIS_URL"),
+        ({"CACHE_TTL_SHORT": "-1"}, "CACHE_TTL_SHORT"),
+        ({"DEBUG": "maybe"}, "DEBUG"),
+        ({"SENTRY_DSN": "not-a-dsn"}, "SENTRY_DSN"),
+        ({"SENTRY_TRACES_SAMPLE_RATE": "2"}, "SENTRY_TRACES_SAMPLE_RATE"),
+        ({"STRIPE_SECRET_KEY": "pk_live_123"}, "STRIPE_SECRET_KEY"),
+        ({"STRIPE_WEBHOOK_SECRET": "secret"}, "STRIPE_WEBHOOK_SECRET"),
+        ({"EMAIL_URL": "ftp://mail"}, "EMAIL_URL"),
+        ({"DEBUG": "false"}, "SECRET_KEY"),
+        ({"DEBUG": "false", "SECRET_KEY": "k" * 50}, "ALLOWED_HOSTS"),
+    ],
+)
+def test_a_bad_value_stops_start_up_naming_the_variable(env, named):
+    line = start_up_error(**env)
+    assert "ImproperlyConfigured" in line
+    assert named in line
+
+
+def test_the_start_up_error_does_not_echo_a_password():
+    line = start_up_error(DATABASE_URL="postgres://portal:hunter2hunter2@db:nope/portal")
+    assert "DATABASE_URL" in line
+    assert "hunter2hunter2" not in line
+
+
+def test_redis_outage_degrades_to_misses_and_database_sessions():
+    """Nothing listens on port 1: the cache answers misses instead of raising, and sessions
+    (cached_db) still save and load from the database."""
+    code = """
+import django
+django.setup()
+from django.core.cache import cache
+from django.core.management import call_command
+from django.contrib.sessions.backends.cached_db import SessionStore
+call_command("migrate", verbosity=0)
+cache.set("k", "v")
+assert cache.get("k") is None
+store = SessionStore()
+store["member"] = 42
+store.save()
+assert SessionStore(session_key=store.session_key)["member"] == 42
+print("served")
+"""
+    result = run_python(code, REDIS_URL="redis://127.0.0.1:1/0", DATABASE_URL="sqlite:///:memory:")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "served"
+    assert "django_redis" in result.stderr  # the ignored error is logged, not swallowed
