@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -55,12 +55,16 @@ class MemberManager(BaseUserManager["Member"]):
     def get_by_natural_key(self, username: str | None) -> Member:
         return self.with_email(username or "").get()
 
-    def create_user(self, email: str, password: str | None = None, **extra: Any) -> Member:
+    def create_user(self, email: str, password: str | None = None, *, display_name: str = "", **extra: Any) -> Member:
+        """A member with their profile, in one transaction, so no member is ever without one.
+        `createsuperuser` and the admin come through here too."""
         if not email:
             raise ValueError("A member needs an email address.")
-        member = self.model(email=self.normalize_email(email).lower(), **extra)
-        member.set_password(password)
-        member.save(using=self._db)
+        with transaction.atomic(using=self._db):
+            member = self.model(email=self.normalize_email(email).lower(), **extra)
+            member.set_password(password)
+            member.save(using=self._db)
+            Profile.objects.using(self._db).create(member=member, display_name=display_name)
         return member
 
     def create_superuser(self, email: str, password: str | None = None, **extra: Any) -> Member:

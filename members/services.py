@@ -9,10 +9,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from members import tokens
-from members.models import Action, ActivityLog, ApiToken, Member, Profile, TokenScope
+from members.models import Action, ActivityLog, ApiToken, Member, TokenScope
 
 
-@transaction.atomic
 def create_member(
     *,
     email: str,
@@ -21,12 +20,11 @@ def create_member(
     is_staff: bool = False,
     is_superuser: bool = False,
 ) -> Member:
-    """A member with their profile, in one transaction: no member is ever without a profile.
-
-    A `None` password makes the account unusable for password login until one is set."""
-    member = Member.objects.create_user(email, password, is_staff=is_staff, is_superuser=is_superuser)
-    Profile.objects.create(member=member, display_name=display_name)
-    return member
+    """A member with their profile (see `MemberManager.create_user`). A `None` password makes
+    the account unusable for password login until one is set."""
+    return Member.objects.create_user(
+        email, password, display_name=display_name, is_staff=is_staff, is_superuser=is_superuser
+    )
 
 
 def record_activity(

@@ -13,8 +13,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import django_stubs_ext
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+# Lets generic Django classes (ModelAdmin[Member], forms) be subscripted at run time, as the
+# type checker wants them written.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -68,7 +73,7 @@ def _csv(raw: str) -> list[str]:
 # --- Core ------------------------------------------------------------------------------------
 
 DEBUG = _read("DEBUG", _bool, True)
-_DEV_SECRET_KEY = "insecure-dev-key-only-for-local-use-never-in-production"
+_DEV_SECRET_KEY = "insecure-dev-key-only-for-local-use-never-in-production"  # noqa: S105 (refused below unless DEBUG)
 SECRET_KEY = _read("SECRET_KEY", str, _DEV_SECRET_KEY)
 if not DEBUG and SECRET_KEY == _DEV_SECRET_KEY:
     raise ImproperlyConfigured("SECRET_KEY must be set to a long random value when DEBUG is off.")
@@ -252,13 +257,14 @@ def _email(raw: str) -> dict[str, Any]:
     scheme = urlsplit(raw).scheme
     if scheme not in {"smtp", "smtps", "smtp+tls", "smtp+ssl", "consolemail", "filemail", "memorymail", "dummymail"}:
         raise ValueError("expected smtp://user:password@host:25, smtp+tls://…:587, smtps://…:465 or consolemail://")
-    return env.email_url_config(raw)
+    config: dict[str, Any] = env.email_url_config(raw)
+    return config
 
 
-_EMAIL = _read("EMAIL_URL", _email, {"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"})
+_EMAIL: dict[str, Any] = _read("EMAIL_URL", _email, {"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"})
 EMAIL_BACKEND: str = _EMAIL["EMAIL_BACKEND"]
 EMAIL_HOST: str = _EMAIL.get("EMAIL_HOST") or "localhost"
-EMAIL_PORT: int = _EMAIL.get("EMAIL_PORT") or 25
+EMAIL_PORT = int(_EMAIL.get("EMAIL_PORT") or 25)
 EMAIL_HOST_USER: str = _EMAIL.get("EMAIL_HOST_USER") or ""
 EMAIL_HOST_PASSWORD: str = _EMAIL.get("EMAIL_HOST_PASSWORD") or ""
 EMAIL_USE_TLS: bool = bool(_EMAIL.get("EMAIL_USE_TLS"))
@@ -310,7 +316,6 @@ X_FRAME_OPTIONS = "DENY"
 # --- Integrations (read here, used by the subscriptions and monitoring apps) ------------------
 
 
-
 def _prefixed(*prefixes: str) -> Callable[[str], str]:
     def cast(raw: str) -> str:
         if not raw.startswith(prefixes):
@@ -333,7 +338,7 @@ def _sentry_dsn(raw: str) -> str:
 
 
 STRIPE_SECRET_KEY = _read("STRIPE_SECRET_KEY", _prefixed("sk_", "rk_"), "")
-STRIPE_WEBHOOK_SECRETS = _read("STRIPE_WEBHOOK_SECRET", _webhook_secrets, [])
+STRIPE_WEBHOOK_SECRETS: list[str] = _read("STRIPE_WEBHOOK_SECRET", _webhook_secrets, [])
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 HEALTH_TOKEN = env.str("HEALTH_TOKEN", default="")
 

@@ -107,7 +107,10 @@ class Subscription(models.Model):
         constraints = [
             # A member has at most one live subscription; their tier follows it.
             models.UniqueConstraint(
-                fields=["member"], condition=Q(status__in=LIVE_STATUSES), name="subscription_one_live_per_member"
+                fields=["member"],
+                condition=Q(status__in=LIVE_STATUSES),
+                name="subscription_one_live_per_member",
+                violation_error_message="This member already has a live subscription; end it first.",
             ),
             # Webhooks find the local row by Stripe's id; comped rows have none.
             models.UniqueConstraint(

@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.apps import apps
 from django.conf import settings
+from django.contrib.contenttypes.models import ContentType
 from django.db import connection
 
 from members.models import Member
@@ -26,7 +28,7 @@ def _postgres_configured() -> bool:
 
 
 def _redis_configured() -> bool:
-    return settings.CACHES["default"]["BACKEND"].startswith("django_redis")
+    return str(settings.CACHES["default"]["BACKEND"]).startswith("django_redis")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -58,6 +60,14 @@ def carol(db: None) -> Member:
     return create_member(
         email="carol@example.com", password=PASSWORD, display_name="Carol", is_staff=True, is_superuser=True
     )
+
+
+@pytest.fixture
+def warm_content_types(db: None) -> None:
+    """Admin change pages look up their model's content type, which a running server caches for
+    good after the first request. Warm that cache so a query count does not depend on which test
+    ran first."""
+    ContentType.objects.get_for_models(*apps.get_models())
 
 
 @pytest.fixture(scope="module")

@@ -57,7 +57,9 @@ def test_live_tokens_exclude_revoked_and_expired(alice):
     now = timezone.now()
 
     def token(name: str, **fields: object) -> ApiToken:
-        return ApiToken.objects.create(member=alice, name=name, prefix="mpt_x", last_chars="abcd", token_hash=name * 8, **fields)  # type: ignore[arg-type]
+        return ApiToken.objects.create(
+            member=alice, name=name, prefix="mpt_x", last_chars="abcd", token_hash=name * 8, **fields
+        )
 
     live = token("live", expires_at=now + dt.timedelta(days=1))
     forever = token("ever")

@@ -23,7 +23,7 @@ def test_the_cache_round_trips_through_redis():
     assert cache.get(key) == {"tier": "pro"}
     # Stored in Redis itself, under the portal's prefix, with the expiry asked for.
     redis = get_redis_connection("default")
-    stored = [k for k in redis.keys(f"portal:*{key}")]
+    stored = list(redis.keys(f"portal:*{key}"))
     assert len(stored) == 1
     assert 0 < redis.ttl(stored[0]) <= 30
     cache.delete(key)
@@ -50,7 +50,8 @@ def test_a_session_is_cached_in_redis_and_kept_in_the_database(db):
     store = SessionStore()
     store["member_id"] = 7
     store.save()
-    assert cache.get(KEY_PREFIX + store.session_key) == {"member_id": 7}
+    key = KEY_PREFIX + str(store.session_key)
+    assert cache.get(key) == {"member_id": 7}
     # A Redis flush loses no session: it is read back from the database.
-    cache.delete(KEY_PREFIX + store.session_key)
+    cache.delete(key)
     assert SessionStore(session_key=store.session_key)["member_id"] == 7

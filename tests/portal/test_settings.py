@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,12 +18,12 @@ import json, django
 from django.conf import settings
 django.setup()
 print(json.dumps({
-    "db": {k: v for k, v in settings.DATABASES["default"].items() if k in ("ENGINE", "NAME", "CONN_MAX_AGE", "CONN_HEALTH_CHECKS")},
+    "db": {k: settings.DATABASES["default"][k] for k in ("ENGINE", "NAME", "CONN_MAX_AGE", "CONN_HEALTH_CHECKS")},
     "pool": settings.DATABASES["default"].get("OPTIONS", {}).get("pool"),
     "cache": settings.CACHES["default"],
     "session_engine": settings.SESSION_ENGINE,
     "hashers": settings.PASSWORD_HASHERS,
-    "ttls": [settings.CACHE_TTL_SHORT, settings.CACHE_TTL_MEDIUM, settings.CACHE_TTL_LONG, settings.CACHE_TTL_VERY_LONG],
+    "ttls": [getattr(settings, f"CACHE_TTL_{tier}") for tier in ("SHORT", "MEDIUM", "LONG", "VERY_LONG")],
     "debug": settings.DEBUG,
 }, default=str))
 """
@@ -44,7 +45,7 @@ def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def settings_with(**env: str) -> dict:
+def settings_with(**env: str) -> dict[str, Any]:
     result = run_python(DUMP, **env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)

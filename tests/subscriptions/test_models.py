@@ -22,7 +22,9 @@ def pro(db: None) -> Plan:
     return Plan.objects.create(code="pro", name="Pro", tier=Tier.PRO, price_cents=2900, stripe_price_id="price_p")
 
 
-@pytest.mark.parametrize("second_status", [SubscriptionStatus.ACTIVE, SubscriptionStatus.COMPED, SubscriptionStatus.PAST_DUE])
+@pytest.mark.parametrize(
+    "second_status", [SubscriptionStatus.ACTIVE, SubscriptionStatus.COMPED, SubscriptionStatus.PAST_DUE]
+)
 def test_a_member_has_at_most_one_live_subscription(alice, basic, pro, second_status):
     Subscription.objects.create(member=alice, plan=basic, status=SubscriptionStatus.TRIALING)
     with pytest.raises(IntegrityError), transaction.atomic():
