@@ -1,4 +1,4 @@
-"""The landing page and liveness probe."""
+"""The landing page."""
 
 from __future__ import annotations
 
@@ -21,14 +21,6 @@ def test_landing_page_lists_the_plans_on_offer_in_one_query(client, db, django_a
 def test_landing_page_says_so_when_no_plan_is_offered(client, db):
     response = client.get("/")
     assert "No plans are offered yet" in response.content.decode()
-
-
-def test_liveness_touches_no_dependency(client, django_assert_num_queries, db):
-    with django_assert_num_queries(0):
-        response = client.get("/health/live")
-    assert response.status_code == 200
-    assert response.content == b"ok\n"
-    assert "no-cache" in response["Cache-Control"]
 
 
 def test_static_stylesheet_is_served(client, db):
