@@ -62,19 +62,11 @@ class ProfileInline(admin.StackedInline[Profile, Member]):
     can_delete = False
 
 
-class ApiTokenInline(admin.TabularInline[ApiToken, Member]):
-    """A member's tokens, read-only. The secret's hash is never shown."""
+class ReadOnlyInline(admin.TabularInline[Any, Member]):
+    """Rows shown on the member's page for reference; each is changed on its own page, if at all."""
 
-    model = ApiToken
-    fields = ("name", "masked_token", "scopes", "created_at", "expires_at", "last_used_at", "revoked_at")
-    readonly_fields = fields
-    ordering = ("-id",)
-    show_change_link = True
     extra = 0
-
-    @admin.display(description="token")
-    def masked_token(self, obj: ApiToken) -> str:
-        return f"{obj.prefix}…{obj.last_chars}"
+    show_change_link = True
 
     def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
@@ -84,6 +76,19 @@ class ApiTokenInline(admin.TabularInline[ApiToken, Member]):
 
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
+
+
+class ApiTokenInline(ReadOnlyInline):
+    """A member's tokens, read-only. The secret's hash is never shown."""
+
+    model = ApiToken
+    fields = ("name", "masked_token", "scopes", "created_at", "expires_at", "last_used_at", "revoked_at")
+    readonly_fields = fields
+    ordering = ("-id",)
+
+    @admin.display(description="token")
+    def masked_token(self, obj: ApiToken) -> str:
+        return f"{obj.prefix}…{obj.last_chars}"
 
 
 @admin.register(Member)

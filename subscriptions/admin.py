@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from members.admin import ApiTokenInline, MemberAdmin, ProfileInline
+from members.admin import ApiTokenInline, MemberAdmin, ProfileInline, ReadOnlyInline
 from members.models import Member
 from subscriptions.models import Plan, Subscription, SubscriptionStatus
 from subscriptions.services import start_subscription
@@ -112,28 +112,17 @@ class SubscriptionAdmin(admin.ModelAdmin[Subscription]):
         obj.refresh_from_db()
 
 
-class SubscriptionInline(admin.TabularInline[Subscription, Member]):
+class SubscriptionInline(ReadOnlyInline):
     """A member's subscriptions, read-only on the member's page; each links to its own page."""
 
     model = Subscription
     fields = ("plan", "status", "current_period_start", "current_period_end", "cancel_at_period_end")
     readonly_fields = fields
     ordering = ("-id",)
-    show_change_link = True
-    extra = 0
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Subscription]:
         # Each row's title, `str(subscription)`, names the member and the plan.
         return super().get_queryset(request).select_related("member", "plan")
-
-    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
 
 
 # `members` imports no other app of ours, so the member page's subscriptions are added here: the
