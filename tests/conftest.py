@@ -2,25 +2,30 @@
 
 alice and bob are members, carol is staff. Tests marked `postgres` or `redis` need that server:
 without it configured they are skipped locally, and fail when `CI` is set, so a CI run that
-lost its server cannot pass by skipping.
+lost its server cannot pass by skipping. Tests marked `browser` need Debian's Chromium at
+`CHROMIUM` (`apt-get install chromium`), gated the same way.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.apps import apps
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
+from django.core.cache import cache
 from django.db import connection
 
 from members.models import Member
 from members.services import create_member
 
 PASSWORD = "correct horse battery staple"
+# Debian's build, driven by Playwright; Playwright's own downloaded browsers are never used.
+CHROMIUM = Path("/usr/bin/chromium")
 
 
 def _postgres_configured() -> bool:
@@ -37,12 +42,21 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         needs.append("PostgreSQL (set DATABASE_URL=postgres://...)")
     if item.get_closest_marker("redis") and not _redis_configured():
         needs.append("Redis (set REDIS_URL=redis://...)")
+    if item.get_closest_marker("browser") and not os.access(CHROMIUM, os.X_OK):
+        needs.append(f"Chromium at {CHROMIUM} (apt-get install chromium fonts-dejavu-core)")
     if not needs:
         return
     message = "needs " + " and ".join(needs)
     if os.environ.get("CI"):
         pytest.fail(f"CI is set and this test {message}", pytrace=False)
     pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache() -> None:
+    """Each test starts with an empty cache: rate-limit counters and cached reads from one test
+    must not leak into the next (with REDIS_URL set, this empties the test Redis database)."""
+    cache.clear()
 
 
 @pytest.fixture
