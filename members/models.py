@@ -166,6 +166,22 @@ class ApiTokenQuerySet(models.QuerySet["ApiToken"]):
         at = at or timezone.now()
         return self.filter(revoked_at__isnull=True).filter(Q(expires_at__isnull=True) | Q(expires_at__gt=at))
 
+    def live_or_ended_since(self, since: dt.datetime) -> ApiTokenQuerySet:
+        """Live tokens, and those revoked or expired after `since`: what the tokens page lists,
+        so tokens that ended long ago drop off the page."""
+        return self.filter(
+            Q(revoked_at__isnull=True, expires_at__isnull=True)
+            | Q(revoked_at__isnull=True, expires_at__gt=since)
+            | Q(revoked_at__gt=since)
+        )
+
+    def expiring(self) -> ApiTokenQuerySet:
+        """Tokens that have an expiry date, soonest first (the dashboard's "next to expire")."""
+        return self.filter(expires_at__isnull=False).order_by("expires_at", "id")
+
+    def newest_first(self) -> ApiTokenQuerySet:
+        return self.order_by("-created_at", "-id")
+
 
 class ApiToken(models.Model):
     """A member's API token. Only a hash of the secret is stored, never the secret."""
@@ -243,6 +259,16 @@ class ActivityLogQuerySet(models.QuerySet["ActivityLog"]):
         the (member, created_at, id) index straight to the cursor, however deep it is; the OR
         then only sorts out the rows that share the cursor's instant."""
         return self.filter(created_at__lte=created_at).filter(Q(created_at__lt=created_at) | Q(id__lt=pk))
+
+    def after(self, created_at: dt.datetime, pk: int) -> ActivityLogQuerySet:
+        """Rows newer than the cursor (created_at, pk), nearest first: the keyset for the
+        previous page of `recent()`, read backwards through the same index. Reverse the result
+        to show it newest first."""
+        return (
+            self.filter(created_at__gte=created_at)
+            .filter(Q(created_at__gt=created_at) | Q(id__gt=pk))
+            .order_by("created_at", "id")
+        )
 
 
 class ActivityLog(models.Model):

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from members import tokens
-from members.models import Action, ActivityLog, ApiToken, Member, TokenScope
+from members.models import Action, ActivityLog, ApiToken, Member, Profile, TokenScope
 
 
 def create_member(
@@ -91,3 +91,45 @@ def revoke_api_token(*, token: ApiToken, ip: str | None = None, user_agent: str 
         detail={"token_id": token.pk, "name": token.name},
     )
     return True
+
+
+@transaction.atomic
+def update_profile(
+    *,
+    member: Member,
+    display_name: str,
+    bio: str,
+    time_zone: str,
+    email_updates: bool,
+    ip: str | None = None,
+    user_agent: str = "",
+) -> list[str]:
+    """Save the member's profile and return the names of the fields that changed.
+
+    Records one `PROFILE_UPDATED` entry naming the changed fields, never their values (a bio
+    may hold anything); nothing is written when nothing changed. The row is locked while it is
+    compared and saved, so two saves at once cannot lose each other's preference keys.
+    Values are expected clean (`members.forms.ProfileForm`)."""
+    profile = Profile.objects.select_for_update().get(member=member)
+    changed: list[str] = []
+    columns: set[str] = set()
+    for field, value in (("display_name", display_name), ("bio", bio), ("time_zone", time_zone)):
+        if getattr(profile, field) != value:
+            setattr(profile, field, value)
+            changed.append(field)
+            columns.add(field)
+    if bool(profile.preferences.get("email_updates", False)) != email_updates:
+        profile.preferences = {**profile.preferences, "email_updates": email_updates}
+        changed.append("email_updates")
+        columns.add("preferences")
+    if not changed:
+        return []
+    profile.save(update_fields=[*sorted(columns), "updated_at"])
+    record_activity(
+        member=member,
+        action=Action.PROFILE_UPDATED,
+        ip=ip,
+        user_agent=user_agent,
+        detail={"fields": changed},
+    )
+    return changed

@@ -77,6 +77,10 @@ LIVE_STATUSES = (
 )
 
 
+# Live statuses that Stripe carries into a new period by itself.
+RENEWING_STATUSES = (SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE)
+
+
 class SubscriptionQuerySet(models.QuerySet["Subscription"]):
     def for_member(self, member: Member) -> SubscriptionQuerySet:
         return self.filter(member=member)
@@ -147,3 +151,8 @@ class Subscription(models.Model):
         if self.status == SubscriptionStatus.COMPED and self.current_period_end is not None:
             return (at or timezone.now()) < self.current_period_end
         return True
+
+    def renews(self) -> bool:
+        """Whether `current_period_end` is a renewal date rather than an end date. Stripe renews
+        a paid subscription unless it is set to cancel at period end; a comped one just ends."""
+        return self.status in RENEWING_STATUSES and not self.cancel_at_period_end

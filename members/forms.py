@@ -1,0 +1,114 @@
+"""Forms of the member pages: profile, API tokens and the activity filter."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import zoneinfo
+from typing import Any, cast
+
+from django import forms
+
+from members.models import Action, Profile, TokenScope
+
+# The areas of the IANA database that hold canonical zones. The others (US/, Canada/, Etc/...)
+# are backward-compatible aliases, which would only make the list longer and harder to scan.
+_TIME_ZONE_AREAS = (
+    "Africa",
+    "America",
+    "Antarctica",
+    "Arctic",
+    "Asia",
+    "Atlantic",
+    "Australia",
+    "Europe",
+    "Indian",
+    "Pacific",
+)
+
+GroupedChoices = list[tuple[str, list[tuple[str, str]]]]
+
+
+@functools.cache
+def time_zone_choices() -> GroupedChoices:
+    """`UTC`, then the canonical zones grouped by area, for a `<select>` with `<optgroup>`s.
+    Read once per process: `zoneinfo.available_timezones()` walks the zone files on each call."""
+    groups: dict[str, list[tuple[str, str]]] = {area: [] for area in _TIME_ZONE_AREAS}
+    for name in sorted(zoneinfo.available_timezones()):
+        area, _, place = name.partition("/")
+        if area in groups:
+            groups[area].append((name, place.replace("_", " ")))
+    return [("Universal", [("UTC", "UTC")]), *((area, zones) for area, zones in groups.items() if zones)]
+
+
+def _offered(choices: GroupedChoices, value: str) -> bool:
+    return any(value == name for _, zones in choices for name, _ in zones)
+
+
+class ProfileForm(forms.Form):
+    display_name = forms.CharField(
+        max_length=Profile._meta.get_field("display_name").max_length,
+        required=False,
+        help_text="Shown on your dashboard. Leave empty to use your email address.",
+    )
+    bio = forms.CharField(
+        max_length=2000,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 5}),
+        help_text="Up to 2,000 characters.",
+    )
+    time_zone = forms.ChoiceField(help_text="Dates and times on your pages are shown in this time zone.")
+    email_updates = forms.BooleanField(
+        required=False,
+        label="Email me about new features and changes to my plan",
+    )
+
+    def __init__(self, *args: Any, current_time_zone: str = "UTC", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        choices = time_zone_choices()
+        if not _offered(choices, current_time_zone):
+            # A zone set elsewhere (the admin accepts any IANA name, aliases too) stays
+            # selectable, so saving the form unchanged never moves the member to another zone.
+            choices = [("Current", [(current_time_zone, current_time_zone)]), *choices]
+        cast(forms.ChoiceField, self.fields["time_zone"]).choices = choices
+
+    def clean_bio(self) -> str:
+        # Browsers send textarea line breaks as CRLF; store one kind so an unchanged bio compares equal.
+        bio: str = self.cleaned_data["bio"]
+        return bio.replace("\r\n", "\n")
+
+
+EXPIRY_CHOICES = [("30", "30 days"), ("90", "90 days"), ("365", "365 days"), ("never", "Never")]
+
+
+class ApiTokenForm(forms.Form):
+    name = forms.CharField(
+        max_length=64,
+        help_text="What the token is for, so you recognise it later (for example “backup script”).",
+    )
+    scopes = forms.MultipleChoiceField(
+        choices=TokenScope.choices,
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={"required": "Choose at least one scope."},
+        help_text="Read lets the token fetch your data; write lets it change it.",
+    )
+    expiry = forms.ChoiceField(
+        choices=EXPIRY_CHOICES,
+        initial="90",
+        widget=forms.RadioSelect,
+        label="Expires after",
+    )
+
+    def expires_in(self) -> dt.timedelta | None:
+        """The chosen lifetime; `None` for a token that never expires. Call after `is_valid()`."""
+        expiry: str = self.cleaned_data["expiry"]
+        return None if expiry == "never" else dt.timedelta(days=int(expiry))
+
+    def chosen_scopes(self) -> list[TokenScope]:
+        return [TokenScope(scope) for scope in self.cleaned_data["scopes"]]
+
+
+class ActivityFilterForm(forms.Form):
+    """The activity page's filter, read from the query string so a filtered page can be linked."""
+
+    action = forms.ChoiceField(choices=[("", "All actions"), *Action.choices], required=False)

@@ -1,0 +1,135 @@
+"""The subscription page: plan, status, dates; actions shown disabled until billing is wired."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from members.models import Member, Tier
+from subscriptions.models import Plan, Subscription, SubscriptionStatus
+from subscriptions.services import start_subscription
+from subscriptions.views import BILLING_UNAVAILABLE
+
+# Member (auth middleware), the live subscription with its plan, the plans on offer, profile
+# (time zone).
+SUBSCRIPTION_QUERIES = 4
+PERIOD_END = dt.datetime(2031, 3, 14, 12, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def plans(db: None) -> dict[str, Plan]:
+    return {
+        "free": Plan.objects.create(code="free", name="Free", tier=Tier.FREE, price_cents=0),
+        "basic": Plan.objects.create(
+            code="basic", name="Basic", tier=Tier.BASIC, price_cents=900, stripe_price_id="price_basic"
+        ),
+        "pro": Plan.objects.create(
+            code="pro", name="Pro", tier=Tier.PRO, price_cents=2900, stripe_price_id="price_pro"
+        ),
+        "legacy": Plan.objects.create(code="legacy", name="Legacy", tier=Tier.BASIC, price_cents=500, is_active=False),
+    }
+
+
+@pytest.fixture
+def logged_in(client: Client, alice: Member) -> Client:
+    client.force_login(alice)
+    client.get("/subscription/")  # the session's idle clock is set on the first request
+    return client
+
+
+def _subscribe(member: Member, plan: Plan, status: SubscriptionStatus = SubscriptionStatus.ACTIVE) -> Subscription:
+    return start_subscription(
+        member=member, plan=plan, status=status, period_start=timezone.now(), period_end=PERIOD_END
+    )
+
+
+def _buttons(body: str) -> list[str]:
+    return re.findall(r"<button[^>]*>[^<]*</button>", body.split("<main", 1)[1])
+
+
+def _assert_every_action_is_disabled_with_the_reason(body: str) -> None:
+    buttons = _buttons(body)
+    assert buttons
+    for button in buttons:
+        assert " disabled " in button and 'aria-describedby="billing-unavailable"' in button
+    assert f'<p id="billing-unavailable" class="muted">{BILLING_UNAVAILABLE}</p>' in body
+    assert '<form method="post"' not in body.split("<main", 1)[1]  # nothing to submit yet
+
+
+def test_a_member_without_a_subscription_is_on_free(
+    logged_in: Client, plans: dict[str, Plan], django_assert_num_queries
+):
+    with django_assert_num_queries(SUBSCRIPTION_QUERIES):
+        response = logged_in.get("/subscription/")
+
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "<strong>Free</strong>: you have no subscription." in body
+    assert "Subscribe to a plan" in body
+    _assert_every_action_is_disabled_with_the_reason(body)
+    assert [plan.name for plan in response.context["plans"]] == ["Free", "Basic", "Pro"]
+    assert "Legacy" not in body
+
+
+def test_a_live_subscription_shows_plan_status_and_renewal(
+    logged_in: Client, alice: Member, bob: Member, plans: dict[str, Plan], django_assert_num_queries
+):
+    _subscribe(alice, plans["pro"])
+    _subscribe(bob, plans["basic"])
+
+    with django_assert_num_queries(SUBSCRIPTION_QUERIES):
+        response = logged_in.get("/subscription/")
+
+    body = response.content.decode()
+    assert "<dt>Plan</dt><dd>Pro (29.00 USD per month)</dd>" in body
+    assert "<dt>Status</dt><dd>Active</dd>" in body
+    assert "<dt>Renews on</dt>" in body and "14 Mar 2031" in body
+    assert "<dt>Cancels at period end</dt><dd>No</dd>" in body
+    for action in ("Change plan", "Cancel at period end", "Manage billing"):
+        assert f">{action}</button>" in body
+    assert "Resume subscription" not in body
+    assert "<strong>Your plan</strong>" in body
+    _assert_every_action_is_disabled_with_the_reason(body)
+
+
+def test_a_subscription_set_to_cancel_shows_its_end_and_offers_to_resume(
+    logged_in: Client, alice: Member, plans: dict[str, Plan]
+):
+    subscription = _subscribe(alice, plans["basic"])
+    Subscription.objects.filter(pk=subscription.pk).update(cancel_at_period_end=True)
+
+    body = logged_in.get("/subscription/").content.decode()
+
+    assert "<dt>Ends on</dt>" in body
+    assert "<dt>Cancels at period end</dt><dd>Yes</dd>" in body
+    assert ">Resume subscription</button>" in body
+    assert "Cancel at period end</button>" not in body
+    _assert_every_action_is_disabled_with_the_reason(body)
+
+
+def test_a_comped_membership_ends_rather_than_renews(logged_in: Client, alice: Member, plans: dict[str, Plan]):
+    _subscribe(alice, plans["pro"], SubscriptionStatus.COMPED)
+
+    body = logged_in.get("/subscription/").content.decode()
+
+    assert "<dt>Status</dt><dd>Comped</dd>" in body
+    assert "<dt>Ends on</dt>" in body
+
+
+def test_an_ended_subscription_leaves_the_member_on_free(logged_in: Client, alice: Member, plans: dict[str, Plan]):
+    _subscribe(alice, plans["pro"], SubscriptionStatus.CANCELED)
+
+    body = logged_in.get("/subscription/").content.decode()
+
+    assert "<strong>Free</strong>: you have no subscription." in body
+
+
+def test_an_anonymous_visitor_is_sent_to_log_in(client: Client, db: None):
+    response = client.get("/subscription/")
+
+    assert response.status_code == 302
+    assert response["Location"] == "/accounts/login/?next=/subscription/"
