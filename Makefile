@@ -17,6 +17,8 @@ PORT ?= 8000
 MARKERS := $(strip $(if $(filter postgres% postgresql% pgsql%,$(DATABASE_URL)),,not postgres) \
 	$(if $(REDIS_URL),,$(if $(filter postgres% postgresql% pgsql%,$(DATABASE_URL)),not redis,and not redis)))
 PYTEST_ARGS ?=
+# Browser tests (marked `browser`) drive this Chromium; they are skipped without it.
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: help install run migrate demo test lint format clean
 
@@ -47,6 +49,7 @@ run: demo
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 test: $(STAMP)
+	@test -x $(CHROMIUM) || echo "Browser tests will be skipped: install Debian's Chromium (sudo apt-get install chromium fonts-dejavu-core)."
 	$(BIN)/python -m pytest $(if $(MARKERS),-m "$(MARKERS)") $(PYTEST_ARGS)
 
 lint: $(STAMP)
