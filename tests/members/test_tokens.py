@@ -53,3 +53,37 @@ def test_revoking_a_token_twice_records_one_revocation(alice):
     assert revoke_api_token(token=ApiToken.objects.get(pk=token.pk)) is False
     assert not ApiToken.objects.live().filter(pk=token.pk).exists()
     assert ActivityLog.objects.filter(member=alice, action=Action.TOKEN_REVOKED).count() == 1
+
+
+def test_a_token_authenticates_its_member_in_one_query(alice, django_assert_num_queries):
+    token, plain = create_api_token(member=alice, name="ci", scopes=[TokenScope.READ], expires_at=None)
+    with django_assert_num_queries(1):
+        found = ApiToken.objects.authenticate(plain)
+    assert found == token
+    assert found is not None and found.member == alice
+
+
+def test_a_token_with_a_wrong_checksum_is_refused_without_a_query(alice, django_assert_num_queries):
+    _, plain = create_api_token(member=alice, name="ci", scopes=[TokenScope.READ], expires_at=None)
+    typo = plain[:12] + ("x" if plain[12] != "x" else "y") + plain[13:]
+    with django_assert_num_queries(0):
+        assert ApiToken.objects.authenticate(typo) is None
+        assert ApiToken.objects.authenticate("mpt_short") is None
+        assert ApiToken.objects.authenticate("") is None
+
+
+def test_revoked_expired_and_suspended_members_tokens_are_refused(alice):
+    from members.models import MemberStatus
+
+    revoked, revoked_plain = create_api_token(member=alice, name="a", scopes=[TokenScope.READ], expires_at=None)
+    revoke_api_token(token=revoked)
+    soon = timezone.now() + dt.timedelta(days=1)
+    _, expiring_plain = create_api_token(member=alice, name="b", scopes=[TokenScope.READ], expires_at=soon)
+    _, live_plain = create_api_token(member=alice, name="c", scopes=[TokenScope.READ], expires_at=None)
+
+    assert ApiToken.objects.authenticate(revoked_plain) is None
+    assert ApiToken.objects.authenticate(expiring_plain) is not None
+    assert ApiToken.objects.authenticate(expiring_plain, at=soon + dt.timedelta(seconds=1)) is None
+    alice.status = MemberStatus.SUSPENDED
+    alice.save(update_fields=["status"])
+    assert ApiToken.objects.authenticate(live_plain) is None
