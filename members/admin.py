@@ -25,7 +25,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 
 from members.models import ActivityLog, ApiToken, Member, Profile
-from members.services import create_member
+from members.services import create_member, update_member
 
 
 class MemberCreationForm(AdminUserCreationForm[Member]):
@@ -155,7 +155,11 @@ class MemberAdmin(UserAdmin[Member]):
 
     def save_model(self, request: HttpRequest, obj: Member, form: forms.Form, change: bool) -> None:
         if change:
-            super().save_model(request, obj, form, change)
+            # Many-to-many fields (groups, permissions) are saved by the admin afterwards.
+            columns = {field.name for field in Member._meta.concrete_fields}
+            fields = [name for name in form.changed_data if name in columns]
+            if fields:
+                update_member(member=obj, fields=fields, actor=cast("Member", request.user))
             return
         # A new member gets their profile in the same transaction, through the one service that
         # creates members.

@@ -9,7 +9,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from members import tokens
-from members.models import Action, ActivityLog, ApiToken, Member, Profile, TokenScope
+from members.models import Action, ActivityLog, ApiToken, Member, MemberStatus, Profile, TokenScope
+from portal.cache import MEMBER, STAFF, invalidate_on_commit
 
 
 def create_member(
@@ -22,9 +23,11 @@ def create_member(
 ) -> Member:
     """A member with their profile (see `MemberManager.create_user`). A `None` password makes
     the account unusable for password login until one is set."""
-    return Member.objects.create_user(
+    member = Member.objects.create_user(
         email, password, display_name=display_name, is_staff=is_staff, is_superuser=is_superuser
     )
+    invalidate_on_commit(STAFF)
+    return member
 
 
 def record_activity(
@@ -35,13 +38,16 @@ def record_activity(
     user_agent: str = "",
     detail: dict[str, Any] | None = None,
 ) -> ActivityLog:
-    return ActivityLog.objects.create(
+    entry = ActivityLog.objects.create(
         member=member,
         action=action,
         ip=ip,
         user_agent=user_agent[:400],
         detail=detail or {},
     )
+    # The dashboard shows the latest entries.
+    invalidate_on_commit(MEMBER, member.pk)
+    return entry
 
 
 @transaction.atomic
@@ -65,6 +71,7 @@ def create_api_token(
         scopes=sorted({str(scope) for scope in scopes}),
         expires_at=expires_at,
     )
+    invalidate_on_commit(MEMBER, member.pk)
     record_activity(
         member=member,
         action=Action.TOKEN_CREATED,
@@ -83,6 +90,7 @@ def revoke_api_token(*, token: ApiToken, ip: str | None = None, user_agent: str 
     if not ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=now):
         return False
     token.revoked_at = now
+    invalidate_on_commit(MEMBER, token.member_id)
     record_activity(
         member=token.member,
         action=Action.TOKEN_REVOKED,
@@ -125,6 +133,7 @@ def update_profile(
     if not changed:
         return []
     profile.save(update_fields=[*sorted(columns), "updated_at"])
+    invalidate_on_commit(MEMBER, member.pk)
     record_activity(
         member=member,
         action=Action.PROFILE_UPDATED,
@@ -133,3 +142,23 @@ def update_profile(
         detail={"fields": changed},
     )
     return changed
+
+
+@transaction.atomic
+def update_member(*, member: Member, fields: list[str], actor: Member | None = None) -> None:
+    """Save the given fields of a member (as staff edit them in the admin). A status change is
+    recorded in the member's activity log with the staff member who made it."""
+    previous_status = Member.objects.filter(pk=member.pk).values_list("status", flat=True).first()
+    member.save(update_fields=fields)
+    invalidate_on_commit(MEMBER, member.pk)
+    invalidate_on_commit(STAFF)
+    if "status" in fields and previous_status != member.status:
+        record_activity(
+            member=member,
+            action=Action.STATUS_CHANGED,
+            detail={
+                "from": previous_status,
+                "to": MemberStatus(member.status).value,
+                "by": actor.pk if actor else None,
+            },
+        )

@@ -32,12 +32,17 @@ ACTIVITY_PAGE_SIZE = 50
 
 
 def render_member_page(
-    request: MemberRequest, template_name: str, context: dict[str, Any], *, status: int = 200
+    request: MemberRequest,
+    template_name: str,
+    context: dict[str, Any],
+    *,
+    status: int = 200,
+    time_zone: str | None = None,
 ) -> HttpResponse:
     """Render a member page with dates and times in the member's own time zone.
 
-    Reads `request.user.profile` (one query, unless the caller has already loaded it)."""
-    time_zone = request.user.profile.time_zone
+    Reads `request.user.profile` (one query, unless already loaded) unless given `time_zone`."""
+    time_zone = time_zone or request.user.profile.time_zone
     try:
         zone = zoneinfo.ZoneInfo(time_zone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):

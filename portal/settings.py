@@ -415,10 +415,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    # A Redis outage would otherwise log a traceback for every cache call of every request.
+    "filters": {"once_a_minute": {"()": "portal.cache.OncePerInterval", "interval": 60}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "INFO"},
     "loggers": {
-        "django_redis": {"level": "WARNING"},
+        "django_redis": {"level": "WARNING", "filters": ["once_a_minute"]},
         "portal": {"level": "INFO"},
     },
 }

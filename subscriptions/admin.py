@@ -10,7 +10,7 @@ from django.http import HttpRequest
 from members.admin import ApiTokenInline, MemberAdmin, ProfileInline, ReadOnlyInline
 from members.models import Member
 from subscriptions.models import Plan, Subscription, SubscriptionStatus
-from subscriptions.services import start_subscription
+from subscriptions.services import save_plan, start_subscription, update_subscription
 
 
 @admin.register(Plan)
@@ -33,6 +33,9 @@ class PlanAdmin(admin.ModelAdmin[Plan]):
     )
     readonly_fields = ("created_at", "updated_at")
     ordering = ("price_cents", "code")
+
+    def save_model(self, request: HttpRequest, obj: Plan, form: forms.Form, change: bool) -> None:
+        save_plan(plan=obj)
 
 
 @admin.register(Subscription)
@@ -96,7 +99,7 @@ class SubscriptionAdmin(admin.ModelAdmin[Subscription]):
 
     def save_model(self, request: HttpRequest, obj: Subscription, form: forms.Form, change: bool) -> None:
         if change:
-            super().save_model(request, obj, form, change)
+            update_subscription(subscription=obj, fields=list(form.changed_data))
             return
         subscription = start_subscription(
             member=obj.member,

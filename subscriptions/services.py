@@ -7,6 +7,7 @@ import datetime as dt
 from django.db import transaction
 
 from members.models import Member
+from portal.cache import CONFIG, MEMBER, STAFF, invalidate_on_commit
 from subscriptions.models import Plan, Subscription, SubscriptionStatus
 
 
@@ -38,4 +39,24 @@ def start_subscription(
     if subscription.is_live() and member.tier != plan.tier:
         member.tier = plan.tier
         member.save(update_fields=["tier"])
+    invalidate_on_commit(MEMBER, member.pk)
+    invalidate_on_commit(STAFF)
     return subscription
+
+
+@transaction.atomic
+def update_subscription(*, subscription: Subscription, fields: list[str]) -> None:
+    """Save fields of a subscription that do not move the member's tier (dates, the
+    cancel-at-period-end flag, Stripe ids), as staff edit them in the admin."""
+    if fields:
+        subscription.save(update_fields=[*fields, "updated_at"])
+    invalidate_on_commit(MEMBER, subscription.member_id)
+    invalidate_on_commit(STAFF)
+
+
+@transaction.atomic
+def save_plan(*, plan: Plan) -> Plan:
+    """Create or change a plan (as staff do in the admin); cached plan lists follow at once."""
+    plan.save()
+    invalidate_on_commit(CONFIG)
+    return plan

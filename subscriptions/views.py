@@ -9,7 +9,8 @@ from django.views.decorators.http import require_GET
 
 from members.http import MemberRequest
 from members.views import render_member_page
-from subscriptions.models import Plan, Subscription
+from subscriptions.models import Subscription
+from subscriptions.reads import plans_on_offer
 
 # Shown beside every subscription action until the Stripe integration wires them.
 BILLING_UNAVAILABLE = "Billing is not configured yet, so subscriptions cannot be changed here for now."
@@ -20,10 +21,9 @@ BILLING_UNAVAILABLE = "Billing is not configured yet, so subscriptions cannot be
 @require_GET
 def subscription(request: MemberRequest) -> HttpResponse:
     current = Subscription.objects.for_member(request.user).live().first()
-    plans = list(Plan.objects.active().only("code", "name", "tier", "price_cents", "currency", "interval"))
     context = {
         "subscription": current,
-        "plans": plans,
+        "plans": plans_on_offer(),
         "current_plan_id": current.plan_id if current else None,
         "billing_unavailable": BILLING_UNAVAILABLE,
     }

@@ -10,19 +10,21 @@ from django.test import Client
 from django.utils import timezone
 
 from members.models import Member, Tier
+from portal.cache import CONFIG, invalidate
 from subscriptions.models import Plan, Subscription, SubscriptionStatus
 from subscriptions.services import start_subscription
 from subscriptions.views import BILLING_UNAVAILABLE
 
 # Member (auth middleware), the live subscription with its plan, the plans on offer, profile
-# (time zone).
+# (time zone). Warm, the plans on offer come from the cache.
 SUBSCRIPTION_QUERIES = 4
+SUBSCRIPTION_QUERIES_WARM = 3
 PERIOD_END = dt.datetime(2031, 3, 14, 12, tzinfo=dt.UTC)
 
 
 @pytest.fixture
 def plans(db: None) -> dict[str, Plan]:
-    return {
+    made = {
         "free": Plan.objects.create(code="free", name="Free", tier=Tier.FREE, price_cents=0),
         "basic": Plan.objects.create(
             code="basic", name="Basic", tier=Tier.BASIC, price_cents=900, stripe_price_id="price_basic"
@@ -32,6 +34,9 @@ def plans(db: None) -> dict[str, Plan]:
         ),
         "legacy": Plan.objects.create(code="legacy", name="Legacy", tier=Tier.BASIC, price_cents=500, is_active=False),
     }
+    # Written around `save_plan`, so the cached plan list is refreshed by hand.
+    invalidate(CONFIG)
+    return made
 
 
 @pytest.fixture
@@ -65,6 +70,8 @@ def test_a_member_without_a_subscription_is_on_free(
 ):
     with django_assert_num_queries(SUBSCRIPTION_QUERIES):
         response = logged_in.get("/subscription/")
+    with django_assert_num_queries(SUBSCRIPTION_QUERIES_WARM):
+        logged_in.get("/subscription/")
 
     assert response.status_code == 200
     body = response.content.decode()
