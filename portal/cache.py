@@ -177,6 +177,13 @@ class CachedRead(Generic[P, T]):
                 return entry.value  # type: ignore[no-any-return]
         return self._compute(key, False, args, kwargs)
 
+    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Compute and store the value now, fresh or not (prewarming)."""
+        key = self.key(*args, **kwargs)
+        if key is None:
+            return self.func(*args, **kwargs)
+        return self._compute(key, False, args, kwargs)
+
     def _lock(self, key: str) -> bool:
         # True when this process may compute. `add` answers None when the cache is down: then
         # there is nobody to coordinate with, so compute.

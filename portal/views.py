@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.cache import patch_cache_control, patch_vary_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
@@ -17,7 +19,12 @@ from subscriptions.reads import plans_on_offer
 def landing(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("dashboard")
-    return render(request, "portal/landing.html", {"plans": plans_on_offer()})
+    response = render(request, "portal/landing.html", {"plans": plans_on_offer()})
+    # The same page for every anonymous visitor, so shared caches (a CDN) may keep it briefly;
+    # `Vary: Cookie` keeps a logged-in member's or a flash message's version out of them.
+    patch_cache_control(response, public=True, max_age=settings.CACHE_TTL_SHORT)
+    patch_vary_headers(response, ["Cookie"])
+    return response
 
 
 @never_cache

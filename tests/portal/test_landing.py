@@ -28,3 +28,47 @@ def test_landing_page_says_so_when_no_plan_is_offered(client, db):
 def test_static_stylesheet_is_served(client, db):
     response = client.get("/")
     assert 'href="/static/css/portal.css"' in response.content.decode()
+
+
+def test_the_anonymous_landing_page_may_be_cached_briefly_by_shared_caches(client, db, settings):
+    response = client.get("/")
+    assert response["Cache-Control"] == f"public, max-age={settings.CACHE_TTL_SHORT}"
+    assert "Cookie" in response["Vary"]
+
+
+def test_static_files_are_cached_for_a_year_in_production(tmp_path):
+    """With DEBUG off, collected static files have content-hashed names and are served with a
+    far-future, immutable Cache-Control."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        **os.environ,
+        "DEBUG": "false",
+        "SECRET_KEY": "x" * 50,
+        "ALLOWED_HOSTS": "testserver",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "DJANGO_SETTINGS_MODULE": "portal.settings",
+    }
+    env.pop("REDIS_URL", None)
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=root, env=env, check=True, timeout=120
+    )
+    code = (
+        "import django; django.setup()\n"
+        "from django.templatetags.static import static\n"
+        "from django.test import Client\n"
+        "url = static('css/portal.css')\n"
+        "response = Client().get(url, secure=True)\n"
+        "print(url, response.status_code, response['Cache-Control'])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, check=True, timeout=60
+    )
+    url, status, cache_control = result.stdout.split(maxsplit=2)
+    assert url.startswith("/static/css/portal.") and url != "/static/css/portal.css"  # hashed name
+    assert status == "200"
+    assert "max-age=315360000" in cache_control and "immutable" in cache_control
