@@ -23,6 +23,7 @@ Imports no app of ours: every app may use it.
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import threading
 import time
@@ -87,12 +88,17 @@ def _version(namespace: Namespace, scope: Hashable) -> int | None:
     """The namespace's current version, created on first use. None when the cache is down.
 
     A new version starts at the current time in nanoseconds rather than at 1, so a version key
-    evicted by Redis can never come back to a number that old entries still carry."""
+    evicted by Redis can never come back to a number that old entries still carry. `add`
+    answers None only when django-redis ignored an error: the cache is down, so say so at once
+    rather than spend another timeout on a hung Redis."""
     key = _version_key(namespace, scope)
     version = cache.get(key)
     if version is None:
-        cache.add(key, time.time_ns(), timeout=None)
-        version = cache.get(key)
+        new = time.time_ns()
+        added: bool | None = cache.add(key, new, timeout=None)  # django-stubs says bool; see above
+        if added is None:
+            return None
+        version = new if added else cache.get(key)  # not added: another process just created it
     return int(version) if version is not None else None
 
 
@@ -139,16 +145,23 @@ class CachedRead(Generic[P, T]):
         self.tier = tier
         self.namespace = namespace
         self.name = f"{func.__module__}.{func.__qualname__}"
+        self._signature = inspect.signature(func)
         _TIERS_BY_NAMESPACE.setdefault(namespace, set()).add(tier)
 
     def key(self, *args: P.args, **kwargs: P.kwargs) -> str | None:
-        """The cache key for these arguments under the current version; None if the cache is down."""
-        scope = args[0] if args else ALL
+        """The cache key for these arguments under the current version; None if the cache is down.
+
+        The arguments are bound to the function's parameters first, so `f(42)` and
+        `f(member_id=42)` share one entry, and the scope is the first parameter however it was
+        passed (by keyword it would otherwise escape `invalidate(MEMBER, 42)`)."""
+        bound = self._signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        values = list(bound.arguments.values())
+        scope = values[0] if values else ALL
         version = _version(self.namespace, scope)
         if version is None:
             return None
-        parts = [str(arg) for arg in args] + [f"{name}={value}" for name, value in sorted(kwargs.items())]
-        return f"{self.namespace.name}:{scope}:v{version}:{self.name}:{':'.join(parts)}"
+        return f"{self.namespace.name}:{scope}:v{version}:{self.name}:{':'.join(str(value) for value in values)}"
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T:
         key = self.key(*args, **kwargs)
@@ -246,11 +259,26 @@ class CacheStats:
             pending, self._pending = self._pending, {}
             self._flushed_at = time.monotonic()
         for (tier, event), count in pending.items():
-            key = self._key(tier, event)
+            if not self._add_to(self._key(tier, event), count):
+                # The cache is down: the remaining counts are lost with this one, rather than
+                # each costing a socket timeout on a hung Redis.
+                break
+
+    @staticmethod
+    def _add_to(key: str, count: int) -> bool:
+        """Add `count` to a shared counter, creating it on first use; False if the cache is down
+        (django-redis ignored an error and answered None).
+
+        When two processes (or threads) both find the counter missing, the one whose `add`
+        loses adds to the winner's counter rather than dropping its count."""
+        for _ in range(3):
             try:
-                cache.incr(key, count)
-            except ValueError:  # first count ever, or the cache is down (the counts are lost)
-                cache.add(key, count, timeout=None)
+                return cache.incr(key, count) is not None
+            except ValueError:  # no counter yet
+                added: bool | None = cache.add(key, count, timeout=None)
+                if added is not False:
+                    return added is not None
+        return True
 
     def totals(self) -> dict[str, dict[str, float]]:
         """{tier: {hits, misses, sets, invalidations, hit_rate}}; hit_rate is hits / (hits + misses)."""

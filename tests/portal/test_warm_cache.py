@@ -12,9 +12,7 @@ from members.services import record_activity
 from subscriptions.models import Plan
 
 
-def test_it_warms_the_plans_and_the_busiest_members_dashboards(
-    client, alice, bob, carol, django_assert_num_queries
-):
+def test_it_warms_the_plans_and_the_busiest_members_dashboards(client, alice, bob, carol, django_assert_num_queries):
     Plan.objects.create(code="basic", name="Basic", tier=Tier.BASIC, price_cents=900)
     for _ in range(3):
         record_activity(member=alice, action=Action.LOGIN)
