@@ -7,6 +7,7 @@ an `ImproperlyConfigured` error that names the variable.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -106,6 +107,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "members.middleware.SessionTimeoutMiddleware",
+    "portal.ratelimit.RateLimitMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -292,6 +294,23 @@ ACCOUNT_RATE_LIMITS = {
 }
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "Member Portal"
+
+# --- API ---------------------------------------------------------------------------------------
+
+
+def _networks(raw: str) -> list[str]:
+    networks = _csv(raw)
+    for network in networks:
+        ipaddress.ip_network(network, strict=False)  # ValueError names the bad entry
+    return networks
+
+
+# Addresses (or CIDR ranges) of our own reverse proxies. Only requests arriving from one of them
+# have their X-Forwarded-For header read for the client's address (members.http.client_ip).
+TRUSTED_PROXIES: list[str] = _read("TRUSTED_PROXIES", _networks, [])
+# Requests per minute, per API token and per client IP (portal/ratelimit.py).
+API_RATE_LIMIT_PER_TOKEN = _read("API_RATE_LIMIT_PER_TOKEN", _positive_int, 120)
+API_RATE_LIMIT_PER_IP = _read("API_RATE_LIMIT_PER_IP", _positive_int, 300)
 
 # Sessions end after this long without a request (idle) and this long after login (absolute),
 # whichever comes first; see members/middleware.py.

@@ -1,0 +1,159 @@
+"""API rate limits, counted in the cache so that every process and host shares them (Redis in
+production; per process with the local-memory cache).
+
+Each limit is a sliding window approximated from two fixed windows: the count of the current
+window plus the previous window's count weighted by how much of it still overlaps. That smooths
+the burst a plain fixed window allows at its boundary, at the cost of one more cache read.
+
+Two limits apply to `/api/v1/`: one per client IP (every request, before authentication, so
+guessing tokens is slowed too) and one per token (after authentication). Responses carry the
+`RateLimit-Policy` and `RateLimit` headers of the IETF draft, and a refused request also gets
+`Retry-After`.
+
+When the cache is down, requests are let through (the limiter fails open): availability of
+the API matters more than limits during a Redis outage, which monitoring reports on its own.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import cast
+
+from django.conf import settings
+from django.core.cache import cache
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from members.http import client_ip
+
+API_PREFIX = "/api/v1/"
+
+
+@dataclass(frozen=True)
+class Limit:
+    name: str
+    quota: int
+    window: int  # seconds
+
+
+@dataclass(frozen=True)
+class Decision:
+    limit: Limit
+    allowed: bool
+    remaining: int
+    reset: int  # seconds until the window's count has dropped enough to allow a request again
+
+    @property
+    def retry_after(self) -> int:
+        return max(1, self.reset)
+
+    def headers(self) -> dict[str, str]:
+        return headers_for([self])
+
+
+def headers_for(decisions: list[Decision]) -> dict[str, str]:
+    """The draft's structured headers for every limit that applied, and Retry-After if refused."""
+    headers = {
+        "RateLimit-Policy": ", ".join(f'"{d.limit.name}";q={d.limit.quota};w={d.limit.window}' for d in decisions),
+        "RateLimit": ", ".join(f'"{d.limit.name}";r={d.remaining};t={d.reset}' for d in decisions),
+    }
+    refused = [d for d in decisions if not d.allowed]
+    if refused:
+        headers["Retry-After"] = str(max(d.retry_after for d in refused))
+    return headers
+
+
+class RateLimited(Exception):
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(f"rate limit {decision.limit.name} exceeded")
+        self.decision = decision
+
+
+def hit(limit: Limit, subject: str) -> Decision | None:
+    """Count one request by `subject` against `limit`. None when the cache is down."""
+    now = time.time()
+    window = int(now // limit.window)
+    current_key = f"rl:{limit.name}:{subject}:{window}"
+    previous_key = f"rl:{limit.name}:{subject}:{window - 1}"
+    cache.add(current_key, 0, timeout=2 * limit.window)
+    try:
+        # django-redis answers None (typed as int) when it ignored an error.
+        current = cast("int | None", cache.incr(current_key))
+    except ValueError:  # expired between add and incr: count afresh
+        cache.add(current_key, 1, timeout=2 * limit.window)
+        current = 1
+    if current is None:  # django-redis ignored an error: the cache is down
+        return None
+    previous = int(cache.get(previous_key) or 0)
+    elapsed = now - window * limit.window
+    overlap = 1 - elapsed / limit.window
+    used = current + previous * overlap
+    allowed = used <= limit.quota
+    if allowed:
+        reset = math.ceil(limit.window - elapsed)
+    elif previous and current <= limit.quota:
+        # The previous window's weight is what pushes us over: wait until enough of it has slid out.
+        needed = (used - limit.quota) / previous
+        reset = math.ceil(needed * limit.window)
+    else:
+        reset = math.ceil(limit.window - elapsed)
+    return Decision(limit, allowed, max(0, math.floor(limit.quota - used)), reset)
+
+
+def token_limit() -> Limit:
+    return Limit("token", settings.API_RATE_LIMIT_PER_TOKEN, 60)
+
+
+def ip_limit() -> Limit:
+    return Limit("ip", settings.API_RATE_LIMIT_PER_IP, 60)
+
+
+def _record(request: HttpRequest, decision: Decision | None) -> None:
+    if decision is not None:
+        decisions: list[Decision] = getattr(request, "rate_limit_decisions", [])
+        request.rate_limit_decisions = [*decisions, decision]  # type: ignore[attr-defined]
+
+
+def hit_token(request: HttpRequest, token_id: int) -> None:
+    """Count a request of an authenticated token; raises `RateLimited` over the limit."""
+    decision = hit(token_limit(), str(token_id))
+    _record(request, decision)
+    if decision is not None and not decision.allowed:
+        raise RateLimited(decision)
+
+
+def rate_limited_response(decision: Decision, decisions: list[Decision]) -> HttpResponse:
+    response = JsonResponse(
+        {
+            "code": "rate_limited",
+            "message": f"Too many requests: try again in {decision.retry_after} seconds.",
+            "details": {"limit": decision.limit.name, "retry_after": decision.retry_after},
+        },
+        status=429,
+    )
+    for name, value in headers_for(decisions).items():
+        response[name] = value
+    return response
+
+
+class RateLimitMiddleware:
+    """The per-IP limit on every API request, and the rate-limit headers on every API response."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not request.path.startswith(API_PREFIX):
+            return self.get_response(request)
+        decision = hit(ip_limit(), client_ip(request) or "unknown")
+        _record(request, decision)
+        if decision is not None and not decision.allowed:
+            return rate_limited_response(decision, [decision])
+        response = self.get_response(request)
+        decisions: list[Decision] = getattr(request, "rate_limit_decisions", [])
+        if decisions:
+            for name, value in headers_for(decisions).items():
+                response.setdefault(name, value)
+        return response
