@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import re
 import zoneinfo
 from typing import Any
 from urllib.parse import urlencode
@@ -22,6 +20,7 @@ from members import services
 from members.forms import ActivityFilterForm, ApiTokenForm, ProfileForm
 from members.http import MemberRequest, origin
 from members.models import ActivityLog, ApiToken
+from members.pagination import decode_cursor, encode_cursor
 
 # The tokens page lists live tokens and those that ended in this window, newest first, up to
 # TOKENS_LISTED of them: enough for any real use, and a page that stays small for a member
@@ -167,43 +166,7 @@ def revoke_token(request: MemberRequest, pk: int) -> HttpResponse:
 
 # --- Activity --------------------------------------------------------------------------------
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_MAX_PK = 2**63 - 1
-# Version, microseconds since the epoch, row id.
-_CURSOR_RE = re.compile(r"1\.(-?\d{1,18})\.(\d{1,19})")
 _FIELD_LABELS = {"display_name": "display name", "time_zone": "time zone", "email_updates": "email updates"}
-
-
-def _encode_cursor(entry: ActivityLog) -> str:
-    """A position in the log: the (created_at, id) of a row, in exact microseconds (no float
-    rounding), base64url-encoded so it reads as a token, not something to edit by hand."""
-    micros = (entry.created_at - _EPOCH) // dt.timedelta(microseconds=1)
-    return base64.urlsafe_b64encode(f"1.{micros}.{entry.pk}".encode("ascii")).decode("ascii").rstrip("=")
-
-
-def _decode_cursor(value: str) -> tuple[dt.datetime, int] | None:
-    """The (created_at, id) in a cursor, or None for anything that is not a cursor we made.
-
-    Every value is checked to fit the database columns, so a tampered cursor can never reach a
-    query that fails (a too-large id is an error on PostgreSQL). A well-formed but invented
-    cursor is harmless: it only moves within the member's own log."""
-    if len(value) > 64:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode("ascii")
-    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
-        return None
-    match = _CURSOR_RE.fullmatch(raw)
-    if match is None:
-        return None
-    pk = int(match[2])
-    try:
-        created_at = _EPOCH + dt.timedelta(microseconds=int(match[1]))
-    except OverflowError:
-        return None
-    if not 1 <= pk <= _MAX_PK:
-        return None
-    return created_at, pk
 
 
 def _describe(detail: Any) -> str:
@@ -233,7 +196,7 @@ def activity(request: MemberRequest) -> HttpResponse:
         entries = entries.filter(action=action)
 
     direction = "before" if "before" in request.GET else "after" if "after" in request.GET else ""
-    cursor = _decode_cursor(request.GET[direction]) if direction else None
+    cursor = decode_cursor(request.GET[direction]) if direction else None
     if direction and cursor is None:
         # A mangled or hand-edited link: answer with the first page, not an error.
         messages.warning(request, "That page link is not valid, so here are your newest entries.")
@@ -262,8 +225,8 @@ def activity(request: MemberRequest) -> HttpResponse:
         "action": action,
         "entries": [(entry, _describe(entry.detail)) for entry in rows],
         "newest_url": page_url() if direction else "",
-        "newer_url": page_url(after=_encode_cursor(rows[0])) if has_newer and rows else "",
-        "older_url": page_url(before=_encode_cursor(rows[-1])) if has_older and rows else "",
+        "newer_url": page_url(after=encode_cursor(rows[0])) if has_newer and rows else "",
+        "older_url": page_url(before=encode_cursor(rows[-1])) if has_older and rows else "",
         "page_size": page_size,
     }
     return render_member_page(request, "members/activity.html", context)

@@ -26,7 +26,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from members.http import client_ip
+from portal.proxies import client_ip
 
 API_PREFIX = "/api/v1/"
 

@@ -93,6 +93,7 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "allauth.mfa",
+    "ninja",  # serves the API docs' Swagger UI from our own static files, not a CDN
     "members",
     "subscriptions",
     "monitoring",

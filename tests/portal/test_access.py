@@ -28,6 +28,9 @@ PUBLIC: dict[str, str] = {
     "accounts/": "django-allauth: log in, sign up, reset and verify are public by design; its account "
     "pages require login themselves (checked below for the ones the navigation links to)",
     "admin/": "the Django admin, behind its own staff login",
+    "api/v1/": "the JSON API: every operation needs a bearer token (never a session), which "
+    "tests/members/test_api.py, tests/subscriptions/test_api.py and tests/portal/test_api_errors.py test; "
+    "its schema and docs pages are public",
     "health/live": "liveness probe for the orchestrator; touches nothing, says nothing",
 }
 EXACT_PUBLIC = {""}

@@ -8,7 +8,7 @@ import pytest
 import time_machine
 from django.test import RequestFactory
 
-from members.http import client_ip
+from portal.proxies import client_ip
 from portal.ratelimit import Limit, headers_for, hit
 
 START = dt.datetime(2026, 11, 28, 12, 0, 0, tzinfo=dt.UTC)  # on a window boundary
