@@ -26,6 +26,7 @@ from django.utils.html import format_html
 
 from members.models import ActivityLog, ApiToken, Member, Profile
 from members.services import create_member, update_member
+from portal.cache import MEMBER, invalidate_on_commit
 
 
 class MemberCreationForm(AdminUserCreationForm[Member]):
@@ -153,6 +154,12 @@ class MemberAdmin(UserAdmin[Member]):
             return []
         return super().get_inline_instances(request, obj)
 
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        # The profile inline is saved here, around the services: what is cached for the member
+        # (dashboard, API) must follow it.
+        invalidate_on_commit(MEMBER, form.instance.pk)
+
     def save_model(self, request: HttpRequest, obj: Member, form: forms.Form, change: bool) -> None:
         if change:
             # Many-to-many fields (groups, permissions) are saved by the admin afterwards.
@@ -201,6 +208,10 @@ class ProfileAdmin(admin.ModelAdmin[Profile]):
         return super().get_queryset(request).select_related("member")
 
     # Profiles are created with their member and go with them: one per member, always.
+    def save_model(self, request: HttpRequest, obj: Profile, form: forms.Form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        invalidate_on_commit(MEMBER, obj.member_id)
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 

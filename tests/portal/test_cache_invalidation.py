@@ -275,3 +275,17 @@ def test_a_write_here_shows_in_another_process(alice: Member):
         f"from portal.dashboard import dashboard_summary\nprint(dashboard_summary({alice.pk}).display_name)\n"
     )
     assert shown == "Alice Liddell"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_profile_edited_by_staff_in_the_admin_is_fresh_on_the_dashboard(client, alice, carol):
+    from portal.dashboard import dashboard_summary
+
+    assert dashboard_summary(alice.pk).display_name == "Alice"
+    client.force_login(carol)
+    response = client.post(
+        f"/admin/members/profile/{alice.profile.pk}/change/",
+        {"display_name": "Alice Admin-Edited", "bio": "", "time_zone": "UTC", "preferences": "{}"},
+    )
+    assert response.status_code == 302
+    assert dashboard_summary(alice.pk).display_name == "Alice Admin-Edited"
