@@ -11,7 +11,6 @@ from django.utils import timezone
 
 from members.models import Member, Tier, TokenScope
 from members.services import create_api_token
-from portal.cache import CONFIG, invalidate
 from subscriptions.models import Plan, Subscription, SubscriptionStatus
 from subscriptions.services import save_plan, start_subscription, update_subscription
 
@@ -24,22 +23,6 @@ PLANS_COLD = AUTHENTICATE + RECORD_USE + 1
 # Warm: both come from the cache.
 WARM = AUTHENTICATE
 PERIOD_END = dt.datetime(2031, 3, 14, 12, tzinfo=dt.UTC)
-
-
-@pytest.fixture
-def plans(db: None) -> dict[str, Plan]:
-    made = {
-        "free": Plan.objects.create(code="free", name="Free", tier=Tier.FREE, price_cents=0),
-        "pro": Plan.objects.create(
-            code="pro", name="Pro", tier=Tier.PRO, price_cents=2900, stripe_price_id="price_pro"
-        ),
-        "basic": Plan.objects.create(
-            code="basic", name="Basic", tier=Tier.BASIC, price_cents=900, stripe_price_id="price_basic"
-        ),
-        "legacy": Plan.objects.create(code="legacy", name="Legacy", tier=Tier.BASIC, price_cents=500, is_active=False),
-    }
-    invalidate(CONFIG)  # written around `save_plan`
-    return made
 
 
 @pytest.fixture

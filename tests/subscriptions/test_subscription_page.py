@@ -9,8 +9,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from members.models import Member, Tier
-from portal.cache import CONFIG, invalidate
+from members.models import Member
 from subscriptions.models import Plan, Subscription, SubscriptionStatus
 from subscriptions.services import start_subscription
 from subscriptions.views import BILLING_UNAVAILABLE
@@ -20,23 +19,6 @@ from subscriptions.views import BILLING_UNAVAILABLE
 SUBSCRIPTION_QUERIES = 4
 SUBSCRIPTION_QUERIES_WARM = 3
 PERIOD_END = dt.datetime(2031, 3, 14, 12, tzinfo=dt.UTC)
-
-
-@pytest.fixture
-def plans(db: None) -> dict[str, Plan]:
-    made = {
-        "free": Plan.objects.create(code="free", name="Free", tier=Tier.FREE, price_cents=0),
-        "basic": Plan.objects.create(
-            code="basic", name="Basic", tier=Tier.BASIC, price_cents=900, stripe_price_id="price_basic"
-        ),
-        "pro": Plan.objects.create(
-            code="pro", name="Pro", tier=Tier.PRO, price_cents=2900, stripe_price_id="price_pro"
-        ),
-        "legacy": Plan.objects.create(code="legacy", name="Legacy", tier=Tier.BASIC, price_cents=500, is_active=False),
-    }
-    # Written around `save_plan`, so the cached plan list is refreshed by hand.
-    invalidate(CONFIG)
-    return made
 
 
 @pytest.fixture
