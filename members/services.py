@@ -71,8 +71,7 @@ def create_api_token(
         scopes=sorted({str(scope) for scope in scopes}),
         expires_at=expires_at,
     )
-    invalidate_on_commit(MEMBER, member.pk)
-    record_activity(
+    record_activity(  # also invalidates what is cached for the member
         member=member,
         action=Action.TOKEN_CREATED,
         ip=ip,
@@ -90,8 +89,7 @@ def revoke_api_token(*, token: ApiToken, ip: str | None = None, user_agent: str 
     if not ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=now):
         return False
     token.revoked_at = now
-    invalidate_on_commit(MEMBER, token.member_id)
-    record_activity(
+    record_activity(  # also invalidates what is cached for the member
         member=token.member,
         action=Action.TOKEN_REVOKED,
         ip=ip,
@@ -133,8 +131,7 @@ def update_profile(
     if not changed:
         return []
     profile.save(update_fields=[*sorted(columns), "updated_at"])
-    invalidate_on_commit(MEMBER, member.pk)
-    record_activity(
+    record_activity(  # also invalidates what is cached for the member
         member=member,
         action=Action.PROFILE_UPDATED,
         ip=ip,
