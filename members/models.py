@@ -255,6 +255,8 @@ class Action(models.TextChoices):
     TOKEN_CREATED = "token_created", "Created an API token"
     TOKEN_REVOKED = "token_revoked", "Revoked an API token"
     SUBSCRIPTION_CHANGED = "subscription_changed", "Subscription changed"
+    PAYMENT_SUCCEEDED = "payment_succeeded", "Payment received"
+    PAYMENT_FAILED = "payment_failed", "Payment failed"
     STATUS_CHANGED = "status_changed", "Account status changed"
 
 

@@ -178,6 +178,12 @@ def _describe(detail: Any) -> str:
         parts.append(f"“{name}”")
     if fields := detail.get("fields"):
         parts.append(", ".join(_FIELD_LABELS.get(str(field), str(field)) for field in fields))
+    # Subscription changes and payments, as `subscriptions` records them.
+    if plan := detail.get("plan"):
+        parts.append(f"{str(plan).capitalize()}, {str(detail.get('status', '')).replace('_', ' ')}")
+    amount, currency = detail.get("amount_cents"), detail.get("currency")
+    if isinstance(amount, int) and isinstance(currency, str):
+        parts.append(f"{amount / 100:.2f} {currency.upper()}")
     return "; ".join(parts)
 
 

@@ -401,6 +401,13 @@ def _webhook_secrets(raw: str) -> list[str]:
     return [_prefixed("whsec_")(secret) for secret in _csv(raw)]
 
 
+def _http_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected an http:// or https:// URL")
+    return raw.rstrip("/")
+
+
 def _sentry_dsn(raw: str) -> str:
     from sentry_sdk.utils import Dsn
 
@@ -410,6 +417,10 @@ def _sentry_dsn(raw: str) -> str:
 
 STRIPE_SECRET_KEY = _read("STRIPE_SECRET_KEY", _prefixed("sk_", "rk_"), "")
 STRIPE_WEBHOOK_SECRETS: list[str] = _read("STRIPE_WEBHOOK_SECRET", _webhook_secrets, [])
+# Where the Stripe API is reached: Stripe itself, or a stand-in such as stripe-mock in development.
+STRIPE_API_BASE = _read("STRIPE_API_BASE", _http_url, "https://api.stripe.com")
+# Seconds a webhook signature stays valid; Stripe's own default, which bounds replays.
+STRIPE_WEBHOOK_TOLERANCE = 300
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 HEALTH_TOKEN = env.str("HEALTH_TOKEN", default="")
 

@@ -61,9 +61,8 @@ def live_subscription(member_id: int) -> LiveSubscription | None:
     subscription = Subscription.objects.filter(member_id=member_id).live().first()
     if subscription is None:
         return None
-    plan = subscription.plan
     return LiveSubscription(
-        plan=PlanSummary(plan.pk, plan.code, plan.name, plan.tier, plan.price_cents, plan.price, plan.interval),
+        plan=PlanSummary.of(subscription.plan),
         status=subscription.status,
         current_period_start=subscription.current_period_start,
         current_period_end=subscription.current_period_end,

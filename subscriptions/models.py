@@ -91,6 +91,13 @@ class SubscriptionQuerySet(models.QuerySet["Subscription"]):
     def with_status(self, status: str) -> SubscriptionQuerySet:
         return self.filter(status=status).order_by("current_period_end")
 
+    def comps_due(self, at: dt.datetime) -> SubscriptionQuerySet:
+        """Comped memberships whose period has ended by `at`, oldest first (the status/end index)."""
+        return self.with_status(SubscriptionStatus.COMPED).filter(current_period_end__lte=at)
+
+    def with_stripe_id(self) -> SubscriptionQuerySet:
+        return self.exclude(stripe_subscription_id="")
+
 
 class Subscription(models.Model):
     member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="subscriptions")
@@ -102,6 +109,12 @@ class Subscription(models.Model):
     current_period_end = models.DateTimeField(null=True, blank=True)
     cancel_at_period_end = models.BooleanField(default=False)
     canceled_at = models.DateTimeField(null=True, blank=True)
+    stripe_state_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When Stripe produced the state this row holds (an event's creation time, or an API read). "
+        "Webhook events older than this are not applied.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -152,7 +165,78 @@ class Subscription(models.Model):
             return (at or timezone.now()) < self.current_period_end
         return True
 
+    @property
+    def is_stripe(self) -> bool:
+        """Billed through Stripe, as opposed to comped by staff."""
+        return bool(self.stripe_subscription_id)
+
     def renews(self) -> bool:
         """Whether `current_period_end` is a renewal date rather than an end date. Stripe renews
         a paid subscription unless it is set to cancel at period end; a comped one just ends."""
         return self.status in RENEWING_STATUSES and not self.cancel_at_period_end
+
+
+class StripeEventQuerySet(models.QuerySet["StripeEvent"]):
+    def failed(self) -> StripeEventQuerySet:
+        """Deliveries whose processing raised and has not succeeded since: staff re-process them."""
+        return self.filter(processed_at__isnull=True).exclude(error="")
+
+
+class StripeEvent(models.Model):
+    """One Stripe webhook event, as delivered: the log of every delivery and the idempotency key.
+
+    The row is written in the same transaction as the event's effects, so an event is applied
+    exactly once however many times (or how concurrently) Stripe delivers it."""
+
+    stripe_id = models.CharField(max_length=255, unique=True, help_text="Stripe's event id, evt_…")
+    type = models.CharField(max_length=128)
+    livemode = models.BooleanField(default=False)
+    stripe_created_at = models.DateTimeField(help_text="When Stripe created the event.")
+    payload = models.JSONField()
+    received_at = models.DateTimeField(default=timezone.now, help_text="First delivery.")
+    last_received_at = models.DateTimeField(default=timezone.now, help_text="Latest delivery.")
+    deliveries = models.PositiveIntegerField(default=1)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=255, blank=True, help_text="What processing did, in a few words.")
+    error = models.TextField(blank=True, help_text="Why the latest processing failed; empty once it succeeds.")
+
+    objects = StripeEventQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            # Monitoring: the age of the newest processed event, MAX(processed_at).
+            models.Index(fields=["processed_at"], name="stripeevent_processed_idx"),
+            # The admin list, newest first, filtered by type.
+            models.Index(fields=["type", "-received_at"], name="stripeevent_type_received_idx"),
+            # Monitoring and the admin's "failed" filter: deliveries not (yet) processed.
+            models.Index(
+                fields=["-received_at"],
+                condition=Q(processed_at__isnull=True),
+                name="stripeevent_unprocessed_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.stripe_id}"
+
+
+class ReconciliationRun(models.Model):
+    """One run of `reconcile_stripe`: how many local subscriptions disagreed with Stripe."""
+
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    dry_run = models.BooleanField(default=False)
+    checked = models.PositiveIntegerField(default=0)
+    drifted = models.PositiveIntegerField(default=0)
+    repaired = models.PositiveIntegerField(default=0)
+    changes = models.JSONField(default=list, blank=True, help_text="One line per drifted subscription.")
+    error = models.TextField(blank=True)
+
+    class Meta:
+        indexes = [
+            # Monitoring: the latest finished run.
+            models.Index(fields=["-finished_at"], name="reconciliation_finished_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Reconciliation of {self.started_at:%Y-%m-%d %H:%M}"

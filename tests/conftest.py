@@ -22,6 +22,7 @@ from django.db import connection
 
 from members.models import Member
 from members.services import create_member
+from subscriptions.models import Plan
 
 PASSWORD = "correct horse battery staple"
 # Debian's build, driven by Playwright; Playwright's own downloaded browsers are never used.
@@ -50,6 +51,13 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"CI is set and this test {message}", pytrace=False)
     pytest.skip(message)
+
+
+def make_plan(*, code: str, **fields: Any) -> Plan:
+    """A plan as a test needs it. The default plans (free, basic, pro) exist after every migrate,
+    so a test sets its own values over them rather than creating a second plan with their code."""
+    plan, _ = Plan.objects.update_or_create(code=code, defaults=fields)
+    return plan
 
 
 @pytest.fixture(autouse=True)
@@ -123,4 +131,5 @@ def scale_rows(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
             cursor.execute(statement)
     yield
     with django_db_blocker.unblock(), connection.cursor() as cursor:
-        cursor.execute("TRUNCATE members_member, subscriptions_plan CASCADE")
+        cursor.execute("TRUNCATE members_member CASCADE")  # and every row that refers to a member
+        cursor.execute("DELETE FROM subscriptions_plan WHERE code = 'scale-basic'")  # the default plans stay

@@ -15,15 +15,15 @@ from django.utils import timezone
 from members.admin import CappedCountPaginator
 from members.models import Action, ActivityLog, ApiToken, Member, MemberStatus, Profile, Tier, TokenScope
 from members.services import create_api_token, create_member, record_activity
-from subscriptions.models import Plan, Subscription, SubscriptionStatus
-from tests.conftest import PASSWORD
+from subscriptions.models import Subscription, SubscriptionStatus
+from tests.conftest import PASSWORD, make_plan
 
 
 def _populate(rows: int) -> Member:
     """`rows` members, each with a profile, a token, a subscription and some activity. The first
     also has `rows` tokens, subscriptions and activity entries of its own, so that a query per
     row on any page shows up as a count that grows with `rows`. Returns that first member."""
-    plan = Plan.objects.create(code="pro", name="Pro", tier=Tier.PRO, price_cents=1200, stripe_price_id="price_pro")
+    plan = make_plan(code="pro", name="Pro", tier=Tier.PRO, price_cents=1200, stripe_price_id="price_pro")
     members = [
         # No password: hashing with Argon2 would only slow the test down.
         create_member(email=f"member{i}@example.com", password=None, display_name=f"Member {i}")

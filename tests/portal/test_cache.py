@@ -36,7 +36,7 @@ from portal.cache import (
 )
 from portal.cache import cached_read as declare_cached_read
 from portal.dashboard import dashboard_summary
-from subscriptions.models import Plan
+from tests.conftest import make_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 # Reads declared by these tests live in their own namespace, so they add no tier to the real
@@ -82,7 +82,7 @@ def test_a_dashboard_visited_twice_is_computed_once_then_served_from_the_cache(c
 
 
 def test_the_landing_page_visited_twice_reads_the_plans_once(client: Client, db: None):
-    Plan.objects.create(code="pro", name="Pro monthly", tier=Tier.PRO, price_cents=2900, stripe_price_id="price_pro")
+    make_plan(code="pro", name="Pro monthly", tier=Tier.PRO, price_cents=2900, stripe_price_id="price_pro")
     stats.reset()
 
     first = client.get("/")

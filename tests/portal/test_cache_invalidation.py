@@ -47,9 +47,9 @@ def alices_client(client: Client, alice: Member) -> Client:
 
 @pytest.fixture
 def pro_plan() -> Plan:
-    return save_plan(
-        plan=Plan(code="pro", name="Pro monthly", tier=Tier.PRO, price_cents=2900, stripe_price_id="price_pro")
-    )
+    plan = Plan.objects.get(code="pro")  # one of the default plans, as staff set it up
+    plan.name, plan.stripe_price_id = "Pro monthly", "price_pro"
+    return save_plan(plan=plan)
 
 
 def _set_profile(member: Member, display_name: str, time_zone: str = "UTC") -> list[str]:
@@ -150,7 +150,7 @@ def test_a_saved_plan_shows_on_the_landing_and_subscription_pages(client: Client
 
     pro_plan.price_cents = 3900
     save_plan(plan=pro_plan)
-    save_plan(plan=Plan(code="basic", name="Basic monthly", tier=Tier.BASIC, price_cents=900))
+    save_plan(plan=Plan(code="basic-monthly", name="Basic monthly", tier=Tier.BASIC, price_cents=900))
 
     for body in (_page(visitor, "/"), _page(client, "/subscription/")):
         assert "39.00 USD" in body and "29.00 USD" not in body

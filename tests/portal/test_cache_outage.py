@@ -28,7 +28,7 @@ from members.models import Member, Tier, TokenScope
 from members.services import create_api_token
 from portal.cache import OncePerInterval, check_cache
 from portal.settings import _redis_cache
-from subscriptions.models import Plan
+from tests.conftest import make_plan
 
 pytestmark = pytest.mark.redis
 
@@ -117,7 +117,7 @@ def redis_log_filter(monkeypatch: pytest.MonkeyPatch) -> OncePerInterval:
 def alices_client(client: Client, alice: Member) -> Client:
     """alice logged in, with a token, a subscription plan on offer and every page visited once."""
     create_api_token(member=alice, name="deploy bot", scopes=[TokenScope.READ], expires_at=None)
-    Plan.objects.create(code="pro", name="Pro monthly", tier=Tier.PRO, price_cents=2900, stripe_price_id="price_pro")
+    make_plan(code="pro", name="Pro monthly", tier=Tier.PRO, price_cents=2900, stripe_price_id="price_pro")
     client.force_login(alice)
     for url, shown in MEMBER_PAGES.items():
         assert shown in _page(client, url)

@@ -13,6 +13,7 @@ from members.services import create_api_token, revoke_api_token
 from portal.cache import MEMBER, invalidate
 from subscriptions.models import Plan, SubscriptionStatus
 from subscriptions.services import start_subscription
+from tests.conftest import make_plan
 
 # Cold: the member (auth middleware), then the cached summary's profile, live subscription with
 # its plan, live token count, next token to expire and ten activity rows. Warm: the member only.
@@ -47,9 +48,7 @@ def _add_tokens(member: Member, count: int) -> None:
 
 @pytest.fixture
 def pro_plan(db: None) -> Plan:
-    return Plan.objects.create(
-        code="pro", name="Pro monthly", tier=Tier.PRO, price_cents=2900, stripe_price_id="price_pro"
-    )
+    return make_plan(code="pro", name="Pro monthly", tier=Tier.PRO, price_cents=2900, stripe_price_id="price_pro")
 
 
 def test_the_dashboard_shows_membership_tokens_and_recent_activity(client: Client, alice: Member, pro_plan: Plan):

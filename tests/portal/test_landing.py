@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from members.models import Tier
 from subscriptions.models import Plan
+from tests.conftest import make_plan
 
 
 def test_landing_page_lists_the_plans_on_offer_from_the_cache(client, db, django_assert_num_queries):
-    Plan.objects.create(code="free", name="Free", tier=Tier.FREE, price_cents=0)
-    Plan.objects.create(code="pro", name="Pro", tier=Tier.PRO, price_cents=2900, stripe_price_id="price_pro")
+    make_plan(code="free", name="Free", tier=Tier.FREE, price_cents=0)
+    make_plan(code="pro", name="Pro", tier=Tier.PRO, price_cents=2900, stripe_price_id="price_pro")
     Plan.objects.create(code="legacy", name="Legacy", tier=Tier.BASIC, price_cents=500, is_active=False)
     with django_assert_num_queries(1):
         response = client.get("/")
@@ -21,6 +22,7 @@ def test_landing_page_lists_the_plans_on_offer_from_the_cache(client, db, django
 
 
 def test_landing_page_says_so_when_no_plan_is_offered(client, db):
+    Plan.objects.update(is_active=False)  # the default plans, withdrawn
     response = client.get("/")
     assert "No plans are offered yet" in response.content.decode()
 

@@ -9,18 +9,19 @@ from django.core.management import CommandError, call_command
 
 from members.models import Action, Tier
 from members.services import record_activity
-from subscriptions.models import Plan
+from tests.conftest import make_plan
 
 
 def test_it_warms_the_plans_and_the_busiest_members_dashboards(client, alice, bob, carol, django_assert_num_queries):
-    Plan.objects.create(code="basic", name="Basic", tier=Tier.BASIC, price_cents=900)
+    make_plan(code="basic", name="Basic", tier=Tier.BASIC, price_cents=900)
     for _ in range(3):
         record_activity(member=alice, action=Action.LOGIN)
     record_activity(member=bob, action=Action.LOGIN)
 
     out = StringIO()
     call_command("warm_cache", "--members", "1", "--no-progress", stdout=out)
-    assert out.getvalue().strip().startswith("Warmed 1 plans and 1 member dashboards")
+    # The default plans: free, basic and pro.
+    assert out.getvalue().strip().startswith("Warmed 3 plans and 1 member dashboards")
 
     with django_assert_num_queries(0):
         assert "Basic" in client.get("/").content.decode()

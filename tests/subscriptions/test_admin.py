@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
-from members.models import Member, Tier
+from members.models import Action, ActivityLog, Member, Tier
 from members.services import create_member
-from subscriptions.models import Plan, PlanInterval, Subscription, SubscriptionStatus
+from subscriptions.models import Plan, PlanInterval, ReconciliationRun, StripeEvent, Subscription, SubscriptionStatus
+from subscriptions.services import comp_membership, sync_stripe_subscription
+from subscriptions.stripe_api import SubscriptionState
+from tests.conftest import make_plan
+from tests.subscriptions import fake_stripe
+from tests.subscriptions.conftest import deliver
+from tests.subscriptions.fake_stripe import FakeStripe
 
 
 def _populate(rows: int) -> Member:
@@ -152,7 +161,7 @@ def test_subscriptions_filter_by_status(client: Client, carol: Member) -> None:
 def test_subscription_search_finds_the_members_subscriptions_by_email_prefix(
     client: Client, carol: Member, alice: Member, bob: Member
 ) -> None:
-    plan = Plan.objects.create(code="basic", name="Basic", tier=Tier.BASIC, price_cents=500)
+    plan = make_plan(code="basic", name="Basic", tier=Tier.BASIC, price_cents=500)
     alices = Subscription.objects.create(member=alice, plan=plan, status=SubscriptionStatus.ACTIVE)
     Subscription.objects.create(member=bob, plan=plan, status=SubscriptionStatus.ACTIVE)
     client.force_login(carol)
@@ -162,22 +171,8 @@ def test_subscription_search_finds_the_members_subscriptions_by_email_prefix(
     assert list(response.context["cl"].result_list) == [alices]
 
 
-def test_member_autocomplete_on_the_subscription_form_matches_email_prefixes(
-    client: Client, carol: Member, alice: Member, bob: Member
-) -> None:
-    client.force_login(carol)
-
-    response = client.get(
-        reverse("admin:autocomplete"),
-        {"app_label": "subscriptions", "model_name": "subscription", "field_name": "member", "term": "AL"},
-    )
-
-    assert response.status_code == 200
-    assert [result["text"] for result in response.json()["results"]] == ["alice@example.com"]
-
-
 def test_member_page_lists_their_subscriptions_with_links(client: Client, carol: Member, alice: Member) -> None:
-    plan = Plan.objects.create(code="basic", name="Basic monthly", tier=Tier.BASIC, price_cents=500)
+    plan = make_plan(code="basic", name="Basic monthly", tier=Tier.BASIC, price_cents=500)
     subscription = Subscription.objects.create(member=alice, plan=plan, status=SubscriptionStatus.ACTIVE)
     client.force_login(carol)
 
@@ -188,59 +183,143 @@ def test_member_page_lists_their_subscriptions_with_links(client: Client, carol:
     assert reverse("admin:subscriptions_subscription_change", args=[subscription.pk]) in html
 
 
-def test_adding_a_live_subscription_moves_the_members_tier_to_the_plans(
-    client: Client, carol: Member, alice: Member
+def test_the_subscription_page_is_read_only(client: Client, carol: Member, alice: Member) -> None:
+    basic = make_plan(code="basic", name="Basic", tier=Tier.BASIC, price_cents=500)
+    pro = make_plan(code="pro", name="Pro", tier=Tier.PRO, price_cents=1200)
+    subscription = Subscription.objects.create(member=alice, plan=basic, status=SubscriptionStatus.ACTIVE)
+    client.force_login(carol)
+
+    page = client.get(reverse("admin:subscriptions_subscription_change", args=[subscription.pk]))
+    posted = client.post(
+        reverse("admin:subscriptions_subscription_change", args=[subscription.pk]),
+        {"plan": pro.pk, "status": SubscriptionStatus.CANCELED, "stripe_subscription_id": "sub_123"},
+    )
+
+    assert page.status_code == 200
+    assert posted.status_code == 403
+    subscription.refresh_from_db()
+    assert (subscription.plan, subscription.status, subscription.stripe_subscription_id) == (
+        basic,
+        SubscriptionStatus.ACTIVE,
+        "",
+    )
+    assert client.get(reverse("admin:subscriptions_subscription_add")).status_code == 403
+
+
+# --- Stripe events, reconciliation runs and the actions ----------------------------------------
+
+
+def _events(rows: int) -> None:
+    now = timezone.now()
+    for i in range(rows):
+        StripeEvent.objects.create(
+            stripe_id=f"evt_{i}",
+            type="invoice.paid",
+            stripe_created_at=now,
+            payload={"id": f"evt_{i}", "type": "invoice.paid", "data": {"object": {}}},
+            processed_at=None if i % 2 else now,
+            error="Invoice in_1 bills subscription sub_1, which is not known yet." if i % 2 else "",
+        )
+        ReconciliationRun.objects.create(finished_at=now, checked=10, drifted=i % 3, changes=[f"sub_{i}: drift"])
+
+
+# Events: the staff user, the type filter's choices, the count, the rows. Runs (a few a day, so the
+# total is shown too): the staff user, the filtered count, the total count, the rows.
+@pytest.mark.parametrize("rows", [3, 10])
+@pytest.mark.parametrize(
+    ("url_name", "queries"),
+    [("admin:subscriptions_stripeevent_changelist", 4), ("admin:subscriptions_reconciliationrun_changelist", 4)],
+)
+@pytest.mark.usefixtures("warm_content_types")
+def test_event_and_run_lists_query_count_does_not_grow_with_rows(
+    client: Client, carol: Member, django_assert_num_queries: Any, rows: int, url_name: str, queries: int
 ) -> None:
-    plan = Plan.objects.create(code="pro", name="Pro", tier=Tier.PRO, price_cents=1200)
+    _events(rows)
+    client.force_login(carol)
+
+    with django_assert_num_queries(queries):
+        response = client.get(reverse(url_name))
+
+    assert response.status_code == 200
+    assert len(response.context["cl"].result_list) == rows
+
+
+def test_failed_events_are_one_filter_away(client: Client, carol: Member) -> None:
+    _events(4)
+    client.force_login(carol)
+
+    response = client.get(reverse("admin:subscriptions_stripeevent_changelist"), {"processing": "failed"})
+
+    assert [event.stripe_id for event in response.context["cl"].result_list] == ["evt_3", "evt_1"]
+
+
+def test_the_event_log_is_read_only(client: Client, carol: Member) -> None:
+    _events(1)
+    client.force_login(carol)
+    event = StripeEvent.objects.get()
+
+    assert client.get(reverse("admin:subscriptions_stripeevent_add")).status_code == 403
+    assert client.post(reverse("admin:subscriptions_stripeevent_change", args=[event.pk]), {}).status_code == 403
+    assert client.get(reverse("admin:subscriptions_stripeevent_delete", args=[event.pk])).status_code == 403
+
+
+def test_staff_reprocess_a_failed_event_once_its_cause_is_fixed(
+    client: Client, carol: Member, alice: Member, plans: dict[str, Plan], webhook_secrets: Any
+) -> None:
+    event = fake_stripe.event(
+        "customer.subscription.created", fake_stripe.subscription(price_id="price_new", member_id=alice.pk)
+    )
+    deliver(client, event)
+    make_plan(code="pro", stripe_price_id="price_new")
+    row = StripeEvent.objects.get()
     client.force_login(carol)
 
     response = client.post(
-        reverse("admin:subscriptions_subscription_add"),
-        {"member": alice.pk, "plan": plan.pk, "status": SubscriptionStatus.COMPED},
+        reverse("admin:subscriptions_stripeevent_changelist"),
+        {"action": "reprocess_selected", "_selected_action": [row.pk]},
+        follow=True,
     )
 
-    subscription = Subscription.objects.get(member=alice)
-    assert response.status_code == 302
-    assert response["Location"] == reverse("admin:subscriptions_subscription_changelist")
-    assert (subscription.plan, subscription.status) == (plan, SubscriptionStatus.COMPED)
+    assert "Processed 1 event." in response.content.decode()
+    row.refresh_from_db()
+    assert (row.error, row.processed_at is not None) == ("", True)
     alice.refresh_from_db()
     assert alice.tier == Tier.PRO
 
 
-def test_a_second_live_subscription_is_refused_with_a_message(client: Client, carol: Member, alice: Member) -> None:
-    plan = Plan.objects.create(code="pro", name="Pro", tier=Tier.PRO, price_cents=1200)
-    Subscription.objects.create(member=alice, plan=plan, status=SubscriptionStatus.ACTIVE)
+def test_staff_cancel_a_comp_and_a_paid_subscription(
+    client: Client, carol: Member, alice: Member, bob: Member, plans: dict[str, Plan], stripe_server: FakeStripe
+) -> None:
+    comp = comp_membership(member=alice, plan=plans["pro"], until=timezone.now() + dt.timedelta(days=9), actor=carol)
+    sub = stripe_server.add(fake_stripe.subscription(member_id=bob.pk))
+    paid = sync_stripe_subscription(state=SubscriptionState.from_stripe(sub), state_at=timezone.now(), source="test")
+    assert paid is not None
     client.force_login(carol)
 
     response = client.post(
-        reverse("admin:subscriptions_subscription_add"),
-        {"member": alice.pk, "plan": plan.pk, "status": SubscriptionStatus.COMPED},
+        reverse("admin:subscriptions_subscription_changelist"),
+        {"action": "cancel_selected", "_selected_action": [comp.pk, paid.pk]},
+        follow=True,
     )
+
+    assert "Cancelled 2 subscriptions." in response.content.decode()
+    comp.refresh_from_db()
+    paid.refresh_from_db()
+    assert comp.status == SubscriptionStatus.CANCELED  # a comp ends now
+    assert (paid.status, paid.cancel_at_period_end) == (SubscriptionStatus.ACTIVE, True)  # paid: at period end
+    assert stripe_server.calls[-1].form == {"cancel_at_period_end": "true"}
+    entry = ActivityLog.objects.filter(member=bob, action=Action.SUBSCRIPTION_CHANGED).latest("id")
+    assert (entry.detail["actor"], entry.detail["source"]) == (carol.pk, "staff")
+    alice.refresh_from_db()
+    assert alice.tier == Tier.FREE
+
+
+def test_staff_without_the_permission_see_no_actions(client: Client, alice: Member) -> None:
+    viewer = Member.objects.create_user(email="viewer@example.com", password="x", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_subscription"))
+    client.force_login(viewer)
+
+    response = client.get(reverse("admin:subscriptions_subscription_changelist"))
 
     assert response.status_code == 200
-    assert response.context["adminform"].form.errors
-    assert Subscription.objects.filter(member=alice).count() == 1
-
-
-def test_member_plan_and_status_cannot_be_changed_on_the_subscription_page(
-    client: Client, carol: Member, alice: Member
-) -> None:
-    basic = Plan.objects.create(code="basic", name="Basic", tier=Tier.BASIC, price_cents=500)
-    pro = Plan.objects.create(code="pro", name="Pro", tier=Tier.PRO, price_cents=1200)
-    subscription = Subscription.objects.create(member=alice, plan=basic, status=SubscriptionStatus.ACTIVE)
-    client.force_login(carol)
-
-    response = client.post(
-        reverse("admin:subscriptions_subscription_change", args=[subscription.pk]),
-        {
-            "plan": pro.pk,
-            "status": SubscriptionStatus.CANCELED,
-            "stripe_subscription_id": "sub_123",
-            "stripe_customer_id": "cus_123",
-        },
-    )
-
-    assert response.status_code == 302
-    subscription.refresh_from_db()
-    assert (subscription.plan, subscription.status) == (basic, SubscriptionStatus.ACTIVE)
-    assert subscription.stripe_subscription_id == "sub_123"
+    assert "cancel_selected" not in response.content.decode()

@@ -5,21 +5,23 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.core.management import call_command
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from members.models import Tier
 from subscriptions.models import Plan, Subscription, SubscriptionStatus
+from tests.conftest import make_plan
 
 
 @pytest.fixture
 def basic(db: None) -> Plan:
-    return Plan.objects.create(code="basic", name="Basic", tier=Tier.BASIC, price_cents=900, stripe_price_id="price_b")
+    return make_plan(code="basic", name="Basic", tier=Tier.BASIC, price_cents=900, stripe_price_id="price_b")
 
 
 @pytest.fixture
 def pro(db: None) -> Plan:
-    return Plan.objects.create(code="pro", name="Pro", tier=Tier.PRO, price_cents=2900, stripe_price_id="price_p")
+    return make_plan(code="pro", name="Pro", tier=Tier.PRO, price_cents=2900, stripe_price_id="price_p")
 
 
 @pytest.mark.parametrize(
@@ -74,5 +76,23 @@ def test_a_comped_subscription_is_live_only_within_its_period(alice, basic):
 
 def test_plans_on_offer_are_the_active_ones_cheapest_first(basic, pro):
     Plan.objects.create(code="legacy", name="Legacy", tier=Tier.BASIC, price_cents=500, is_active=False)
-    assert list(Plan.objects.active()) == [basic, pro]
+    assert list(Plan.objects.active()) == [Plan.objects.get(code="free"), basic, pro]
     assert basic.price == "9.00 USD"
+
+
+def test_free_basic_and_pro_are_offered_on_a_fresh_portal(db):
+    assert [(plan.code, plan.tier, plan.price_cents) for plan in Plan.objects.active()] == [
+        ("free", Tier.FREE, 0),
+        ("basic", Tier.BASIC, 900),
+        ("pro", Tier.PRO, 2900),
+    ]
+
+
+def test_migrating_again_keeps_what_staff_changed_in_the_default_plans(db):
+    Plan.objects.filter(code="pro").update(price_cents=3500, stripe_price_id="price_pro_2027")
+    Plan.objects.filter(code="basic").delete()
+
+    call_command("migrate", verbosity=0)
+
+    assert Plan.objects.get(code="pro").price_cents == 3500
+    assert not Plan.objects.filter(code="basic").exists()  # staff's choice stands

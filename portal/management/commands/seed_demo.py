@@ -31,7 +31,7 @@ from members import tokens
 from members.models import Action, ActivityLog, ApiToken, Member, MemberStatus, Profile, Tier, TokenScope
 from members.services import create_api_token, create_member
 from subscriptions.models import Plan, PlanInterval, Subscription, SubscriptionStatus
-from subscriptions.services import start_subscription
+from subscriptions.services import DEFAULT_PLANS, start_subscription
 
 # Published in the README and printed by every run, which is why the command refuses to run
 # with DEBUG off unless forced.
@@ -55,13 +55,6 @@ REBUILD_FRACTION = 0.25
 
 
 # --- What the demo and bench data look like ----------------------------------------------------
-
-_PLANS = (
-    # (code, name, tier, price in cents per month)
-    ("free", "Free", Tier.FREE, 0),
-    ("basic", "Basic", Tier.BASIC, 900),
-    ("pro", "Pro", Tier.PRO, 2900),
-)
 
 
 @dataclass(frozen=True)
@@ -257,7 +250,7 @@ class Command(BaseCommand):
 def _seed_demo(changes: _Changes) -> None:
     now = timezone.now()
     plans: dict[str, Plan] = {}
-    for code, name, tier, price_cents in _PLANS:
+    for code, name, tier, price_cents in DEFAULT_PLANS:
         # Upsert by code, leaving alone what staff set up afterwards (the Stripe price id).
         plans[code], _ = Plan.objects.update_or_create(
             code=code,
