@@ -20,11 +20,12 @@ PYTEST_ARGS ?=
 # Browser tests (marked `browser`) drive this Chromium; they are skipped without it.
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: help install run migrate demo test lint format clean
+.PHONY: help install run serve migrate demo test lint format clean
 
 help:
 	@echo "make run      set up, load demo data and serve on http://$(HOST):$(PORT)"
 	@echo "make test     set up and run every test"
+	@echo "make serve    production server: gunicorn with deploy/gunicorn.conf.py (needs SECRET_KEY, ALLOWED_HOSTS)"
 	@echo "make lint     ruff check, ruff format --check, mypy"
 	@echo "make migrate  apply database migrations"
 	@echo "make format   format the code with ruff"
@@ -48,7 +49,14 @@ run: export DEBUG ?= true
 run: demo
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
+# Production settings (DEBUG off), so SECRET_KEY and ALLOWED_HOSTS must be set (or in .env).
+serve: export DEBUG ?= false
+serve: migrate
+	$(BIN)/python manage.py collectstatic --no-input -v 0
+	$(BIN)/gunicorn -c deploy/gunicorn.conf.py
+
 test: $(STAMP)
+	@command -v promtool >/dev/null || echo "Prometheus tests will be skipped: install Debian's Prometheus (sudo apt-get install prometheus)."
 	@test -x $(CHROMIUM) || echo "Browser tests will be skipped: install Debian's Chromium (sudo apt-get install chromium fonts-dejavu-core)."
 	$(BIN)/python -m pytest $(if $(MARKERS),-m "$(MARKERS)") $(PYTEST_ARGS)
 

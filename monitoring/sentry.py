@@ -1,10 +1,119 @@
-"""Sentry set-up, called from settings when SENTRY_DSN is set."""
+"""Sentry set-up, called from settings when SENTRY_DSN is set.
+
+- Errors are always sent (`sample_rate=1.0`); transactions are sampled by `traces_sampler`:
+  never for probes and scrapes (health, metrics), the caller's decision when the request
+  continues a trace, else SENTRY_TRACES_SAMPLE_RATE. Profiles: SENTRY_PROFILES_SAMPLE_RATE of
+  the processes profile their traced transactions (the SDK's continuous profiling).
+- The user is known by id and tier only (`SentryUserMiddleware`): no email, name or address.
+- Nothing secret or personal leaves the process: `scrub` runs on every error, transaction and
+  breadcrumb, and drops credentials by key (Authorization, cookies, anything named like a
+  token, secret or password) and by shape wherever they appear in text (API tokens `mpt_…`,
+  Stripe keys `sk_…`/`rk_…` and webhook secrets `whsec_…`, bearer credentials, email
+  addresses). Request bodies are never sent: Stripe's webhook bodies are full of customers'
+  personal data, and members' forms of their own.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from typing import Any, cast
+
 import sentry_sdk
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
+from django.utils.functional import SimpleLazyObject, empty
 from sentry_sdk.integrations.django import DjangoIntegration
 from sentry_sdk.integrations.redis import RedisIntegration
+from sentry_sdk.transport import Transport
+from sentry_sdk.types import Breadcrumb, BreadcrumbHint, Event, Hint
+
+FILTERED = "[Filtered]"
+
+# Paths whose requests are never traced: probed every few seconds, they would spend the
+# transaction quota on nothing.
+UNTRACED_PREFIXES = ("/health/", "/api/health", "/metrics")
+
+# Keys whose values are dropped whole, wherever they appear (headers, cookies, extra data,
+# local variables of a stack frame), compared in lower case and with `_` for `-`.
+_SENSITIVE_KEY = re.compile(
+    r"authorization|cookie|token|secret|password|passwd|api_?key|signature|session|csrf|email|dsn"
+    r"|forwarded|real_ip|client_ip|remote_addr"  # the member's IP address
+)
+_SECRETS = (
+    (re.compile(r"\bmpt_[0-9A-Za-z]+"), FILTERED),  # our API tokens (members/tokens.py)
+    (re.compile(r"\b(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z]+"), FILTERED),  # Stripe API keys
+    (re.compile(r"\bwhsec_[0-9A-Za-z+/=]+"), FILTERED),  # Stripe webhook signing secrets
+    (re.compile(r"(?i)\bbearer\s+[0-9A-Za-z._~+/=-]+"), f"Bearer {FILTERED}"),
+    # Query strings and form-encoded text: the parameter's name stays, its value goes.
+    (re.compile(r"(?i)\b(token|key|secret|password|signature|email)=[^&\s;'\"<>]+"), rf"\1={FILTERED}"),
+    # Session keys in cache keys (Redis breadcrumbs and spans name the keys they touch).
+    (re.compile(r"(django\.contrib\.sessions\.\w+?)[0-9a-z]{32}\b"), rf"\1{FILTERED}"),
+    # IPv4 addresses (members' addresses, in rate-limit keys and proxy headers).
+    (re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b"), FILTERED),
+    # Email addresses, also URL-encoded (`%40`).
+    (re.compile(r"[0-9A-Za-z._%+-]+(?:@|%40)[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)+"), FILTERED),
+)
+
+
+def scrub_text(text: str) -> str:
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _sensitive(key: str) -> bool:
+    return _SENSITIVE_KEY.search(key.lower().replace("-", "_")) is not None
+
+
+def scrub(value: Any) -> Any:
+    """A copy of `value` (an event or part of one) with secrets and personal data filtered."""
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, dict):
+        return {
+            key: FILTERED if isinstance(key, str) and _sensitive(key) and value[key] else scrub(value[key])
+            for key in value
+        }
+    if isinstance(value, list | tuple):
+        # Headers may come as [name, value] pairs.
+        if len(value) == 2 and isinstance(value[0], str) and _sensitive(value[0]):
+            return [value[0], FILTERED]
+        return [scrub(item) for item in value]
+    return value
+
+
+def _user(event: Event) -> dict[str, Any]:
+    """The event's user, with only what SentryUserMiddleware puts there."""
+    user = event.get("user") or {}
+    return {key: user[key] for key in ("id", "tier") if key in user}
+
+
+def before_send(event: Event, hint: Hint) -> Event | None:
+    scrubbed = cast("Event", scrub(event))
+    if "user" in event:
+        scrubbed["user"] = _user(event)
+    return scrubbed
+
+
+def before_breadcrumb(crumb: Breadcrumb, hint: BreadcrumbHint) -> Breadcrumb | None:
+    return cast("Breadcrumb", scrub(crumb))
+
+
+def make_traces_sampler(base_rate: float) -> Callable[[dict[str, Any]], float]:
+    def traces_sampler(sampling_context: dict[str, Any]) -> float:
+        environ = sampling_context.get("wsgi_environ") or {}
+        path = str(environ.get("PATH_INFO", ""))
+        if not path:  # ASGI
+            path = str((sampling_context.get("asgi_scope") or {}).get("path", ""))
+        if path.startswith(UNTRACED_PREFIXES):
+            return 0.0
+        parent = sampling_context.get("parent_sampled")
+        if parent is not None:  # continue the caller's trace as the caller decided
+            return 1.0 if parent else 0.0
+        return base_rate
+
+    return traces_sampler
 
 
 def init_sentry(
@@ -14,14 +123,61 @@ def init_sentry(
     release: str,
     traces_sample_rate: float,
     profiles_sample_rate: float,
+    transport: Transport | None = None,
 ) -> None:
+    """`transport` is for tests, which capture what would be sent."""
     sentry_sdk.init(
         dsn=dsn,
         environment=environment,
         release=release or None,
-        traces_sample_rate=traces_sample_rate,
-        profiles_sample_rate=profiles_sample_rate,
+        sample_rate=1.0,  # every error
+        traces_sampler=make_traces_sampler(traces_sample_rate),
+        # Continuous profiling, while a sampled transaction runs, in this share of processes
+        # (transaction-based `profiles_sample_rate` is deprecated by the SDK).
+        profile_session_sample_rate=profiles_sample_rate,
+        profile_lifecycle="trace",
         integrations=[DjangoIntegration(), RedisIntegration()],
-        # No cookies, headers with credentials, IPs or emails leave the process.
-        send_default_pii=False,
+        # No user details (SentryUserMiddleware adds id and tier), IP addresses, cookies or
+        # request bodies; headers and query strings go through `scrub`.
+        data_collection={"user_info": False, "cookies": {"mode": "off"}, "http_bodies": []},
+        before_send=before_send,
+        before_send_transaction=before_send,
+        before_breadcrumb=before_breadcrumb,
+        transport=transport,
     )
+
+
+class SentryUserMiddleware:
+    """Tells Sentry who the member is, by id and tier only, on this request's events.
+
+    The user is read when an error event is made, and only if something in the request had
+    already loaded it: loading it here would cost a query on pages that never need the user
+    (the health probes among them). The request runs in an isolation scope of its own, so the
+    reader goes with the request. The transaction is finished outside it, after the response,
+    so the user is also set on the outer scope then (which Sentry's WSGI middleware makes per
+    request)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        def add_user(event: Event, hint: Hint) -> Event:
+            user = _loaded_user(request)
+            if user is not None:
+                event["user"] = user
+            return event
+
+        with sentry_sdk.isolation_scope() as scope:
+            scope.add_event_processor(add_user)
+            response = self.get_response(request)
+        sentry_sdk.set_user(_loaded_user(request))
+        return response
+
+
+def _loaded_user(request: HttpRequest) -> dict[str, Any] | None:
+    user = request.__dict__.get("user")
+    if user is None or (isinstance(user, SimpleLazyObject) and user._wrapped is empty):
+        return None
+    if not user.is_authenticated:
+        return None
+    return {"id": str(user.pk), "tier": getattr(user, "tier", None)}

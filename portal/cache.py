@@ -34,6 +34,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
+from django.dispatch import Signal
 
 logger = logging.getLogger("portal.cache")
 
@@ -229,6 +230,10 @@ def cached_read(*, tier: Tier, namespace: Namespace) -> Callable[[Callable[P, T]
 
 EVENTS = ("hits", "misses", "sets", "invalidations")
 
+# Sent with `tier` (a Tier) and `event` (one of EVENTS) as each is counted, so that monitoring can
+# count them per process for Prometheus while this module knows nothing of monitoring.
+stats_recorded = Signal()
+
 
 class CacheStats:
     """Hits, misses, sets and invalidations per tier, added up across every process.
@@ -248,6 +253,7 @@ class CacheStats:
         return f"stats:{tier}:{event}"
 
     def record(self, tier: Tier, event: str) -> None:
+        stats_recorded.send(sender=CacheStats, tier=tier, event=event)
         with self._lock:
             self._pending[(tier.name, event)] = self._pending.get((tier.name, event), 0) + 1
             due = time.monotonic() - self._flushed_at >= self.FLUSH_SECONDS

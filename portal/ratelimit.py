@@ -24,11 +24,16 @@ from typing import cast
 
 from django.conf import settings
 from django.core.cache import cache
+from django.dispatch import Signal
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from portal.proxies import client_ip
 
 API_PREFIX = "/api/v1/"
+
+# Sent with `limit` (the Limit) each time a request is refused, so monitoring can count refusals
+# while this module knows nothing of monitoring.
+request_refused = Signal()
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,8 @@ def hit(limit: Limit, subject: str) -> Decision | None:
     overlap = 1 - elapsed / limit.window
     used = current + previous * overlap
     allowed = used <= limit.quota
+    if not allowed:
+        request_refused.send(sender=Limit, limit=limit)
     if allowed:
         reset = math.ceil(limit.window - elapsed)
     elif previous and current <= limit.quota:

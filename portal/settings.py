@@ -94,6 +94,7 @@ INSTALLED_APPS = [
     "allauth.account",
     "allauth.mfa",
     "ninja",  # serves the API docs' Swagger UI from our own static files, not a CDN
+    "django_prometheus",
     "members",
     "subscriptions",
     "monitoring",
@@ -101,17 +102,25 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First and last, so the request metrics time and count everything in between (monitoring/).
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "monitoring.middleware.RequestMetricsMiddleware",
+    # Recent requests of this process, for /api/health/advanced (monitoring/traffic.py).
+    "monitoring.traffic.RecentRequestsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # The member on Sentry events, by id and tier only (monitoring/sentry.py).
+    "monitoring.sentry.SentryUserMiddleware",
     "members.middleware.SessionTimeoutMiddleware",
     "portal.ratelimit.RateLimitMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -186,6 +195,14 @@ DATABASES = {
         {"ENGINE": "django.db.backends.sqlite3", "NAME": VAR_DIR / "db.sqlite3"},
     )
 }
+# django-prometheus's subclasses of Django's own backends: the same database and pool, with each
+# query counted and timed for /metrics (django_db_*).
+_INSTRUMENTED_BACKENDS = {
+    "django.db.backends.postgresql": "django_prometheus.db.backends.postgresql",
+    "django.db.backends.sqlite3": "django_prometheus.db.backends.sqlite3",
+}
+_ENGINE = str(DATABASES["default"]["ENGINE"])
+DATABASES["default"]["ENGINE"] = _INSTRUMENTED_BACKENDS.get(_ENGINE, _ENGINE)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache and sessions ----------------------------------------------------------------------
@@ -377,6 +394,9 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_SSL_REDIRECT = _read("SECURE_SSL_REDIRECT", _bool, True)
+    # Prometheus scrapes, and the orchestrator probes, each instance over the private network, not
+    # through the TLS proxy: a redirect to https would fail every scrape and pass every probe.
+    SECURE_REDIRECT_EXEMPT = [r"^metrics$", r"^health/(live|ready)$"]
     SECURE_HSTS_SECONDS = 365 * 24 * 3600
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

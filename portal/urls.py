@@ -28,4 +28,9 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("health/live", monitoring_views.live, name="health-live"),
+    path("health/ready", monitoring_views.ready, name="health-ready"),
+    path("health/", monitoring_views.status, name="health-status"),
+    path("api/health", monitoring_views.api_health, name="api-health"),
+    path("api/health/advanced", monitoring_views.api_health_advanced, name="api-health-advanced"),
+    path("metrics", monitoring_views.metrics, name="metrics"),
 ]

@@ -3,12 +3,14 @@
 alice and bob are members, carol is staff. Tests marked `postgres` or `redis` need that server:
 without it configured they are skipped locally, and fail when `CI` is set, so a CI run that
 lost its server cannot pass by skipping. Tests marked `browser` need Debian's Chromium at
-`CHROMIUM` (`apt-get install chromium`), gated the same way.
+`CHROMIUM` (`apt-get install chromium`), and tests marked `prometheus` need Debian's Prometheus
+server and promtool (`apt-get install prometheus`), gated the same way.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         needs.append("Redis (set REDIS_URL=redis://...)")
     if item.get_closest_marker("browser") and not os.access(CHROMIUM, os.X_OK):
         needs.append(f"Chromium at {CHROMIUM} (apt-get install chromium fonts-dejavu-core)")
+    if item.get_closest_marker("prometheus") and not (shutil.which("prometheus") and shutil.which("promtool")):
+        needs.append("Prometheus and promtool on PATH (apt-get install prometheus)")
     if not needs:
         return
     message = "needs " + " and ".join(needs)

@@ -34,8 +34,21 @@ PUBLIC: dict[str, str] = {
     "webhooks/stripe/": "Stripe's webhook: no session, but every delivery must carry Stripe's signature "
     "(400 without; tests/subscriptions/test_webhooks.py)",
     "health/live": "liveness probe for the orchestrator; touches nothing, says nothing",
+    "health/ready": "readiness probe for the orchestrator and load balancer: states only "
+    "(tests/monitoring/test_health.py)",
+    "api/health": "the public status: the overall state and each check's, no internals "
+    "(exact match: /api/health/advanced is staff-only; tests/monitoring/test_health.py)",
+    "metrics": "Prometheus exposition for the bearer METRICS_TOKEN only, never a session: 401 without it, "
+    "404 in production when no token is set (tests/monitoring/test_metrics.py)",
 }
-EXACT_PUBLIC = {""}
+EXACT_PUBLIC = {"", "health/ready", "api/health"}
+
+# Routes for staff or an operator's bearer token (HEALTH_TOKEN), never for members: each is
+# checked below to refuse anonymous visitors and members.
+STAFF_OR_TOKEN: dict[str, str] = {
+    "health/": "the detailed status page (HTML, or JSON for tools)",
+    "api/health/advanced": "database latency, cache statistics, memory and traffic numbers",
+}
 
 
 def _bobs_token(owner: Member) -> dict[str, int]:
@@ -91,7 +104,7 @@ def _is_public(route: str) -> bool:
 
 
 ALL_ROUTES = list(_walk(get_resolver().url_patterns))
-MEMBER_ROUTES = [route for route in ALL_ROUTES if not _is_public(route.route)]
+MEMBER_ROUTES = [route for route in ALL_ROUTES if not _is_public(route.route) and route.route not in STAFF_OR_TOKEN]
 
 
 def _redirects_to_login(response, path: str) -> bool:
@@ -173,6 +186,20 @@ def test_member_pages_are_never_cached_and_refuse_a_post_without_csrf(alice: Mem
         cache_control = {part.strip() for part in response["Cache-Control"].split(",")}
         assert {"private", "no-store"} <= cache_control
     assert client.post(path).status_code == 403
+
+
+@pytest.mark.parametrize("route", sorted(STAFF_OR_TOKEN))
+def test_staff_pages_refuse_anonymous_visitors_and_members(client: Client, alice: Member, route: str):
+    assert any(found.route == route for found in ALL_ROUTES), f"STAFF_OR_TOKEN lists /{route}, which no URL matches"
+    path = "/" + route
+    for headers in ({}, {"Accept": "application/json"}, {"Authorization": "Bearer not-the-token"}):
+        response = client.get(path, headers=headers)
+        assert _redirects_to_login(response, path) or response.status_code == 401, (
+            f"anonymous GET {path} {headers} answered {response.status_code}"
+        )
+    client.force_login(alice)
+    assert client.get(path).status_code == 403
+    assert client.post(path).status_code in {403, 405}
 
 
 @pytest.mark.parametrize("path", ALLAUTH_MEMBER_PAGES)

@@ -70,7 +70,7 @@ def start_up_error(**env: str) -> str:
 
 def test_no_environment_runs_on_sqlite_and_local_memory():
     values = settings_with()
-    assert values["db"]["ENGINE"] == "django.db.backends.sqlite3"
+    assert values["db"]["ENGINE"] == "django_prometheus.db.backends.sqlite3"
     assert values["db"]["NAME"].endswith("var/db.sqlite3")
     assert values["cache"]["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache"
     assert values["ttls"] == [60, 300, 600, 1800]
@@ -82,7 +82,7 @@ def test_database_url_selects_postgresql_with_a_sized_pool_and_health_checks():
     values = settings_with(
         DATABASE_URL="postgres://portal:secret@db.internal:5432/portal", DATABASE_POOL_MIN="3", DATABASE_POOL_MAX="12"
     )
-    assert values["db"]["ENGINE"] == "django.db.backends.postgresql"
+    assert values["db"]["ENGINE"] == "django_prometheus.db.backends.postgresql"
     assert values["db"]["NAME"] == "portal"
     assert values["db"]["CONN_HEALTH_CHECKS"] is True
     assert values["db"]["CONN_MAX_AGE"] == 0
@@ -163,3 +163,23 @@ print("served")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "served"
     assert "django_redis" in result.stderr  # the ignored error is logged, not swallowed
+
+
+REDIRECTS = """
+import json, django
+from django.conf import settings
+django.setup()
+from django.test import Client
+settings.ALLOWED_HOSTS = ["testserver"]
+client = Client()
+print(json.dumps({path: client.get(path).status_code for path in ("/health/live", "/dashboard/", "/metrics")}))
+"""
+
+
+def test_in_production_pages_redirect_to_https_but_probes_and_scrapes_do_not():
+    # The orchestrator probes and Prometheus scrapes each instance over plain HTTP on the private
+    # network; a redirect would pass every probe (3xx counts as up) and fail every scrape.
+    result = run_python(REDIRECTS, DEBUG="false", SECRET_KEY="x" * 50, ALLOWED_HOSTS="testserver", METRICS_TOKEN="t")
+    assert result.returncode == 0, result.stderr
+
+    assert json.loads(result.stdout.splitlines()[-1]) == {"/health/live": 200, "/dashboard/": 301, "/metrics": 401}

@@ -1,0 +1,110 @@
+"""gunicorn's configuration for the portal in production: `make serve`, or
+`gunicorn -c deploy/gunicorn.conf.py`. Every setting can be changed from the environment.
+
+GUNICORN_BIND (127.0.0.1:8000), GUNICORN_WORKERS (2 x CPUs + 1), GUNICORN_TIMEOUT (30 s),
+GUNICORN_GRACEFUL_TIMEOUT (30 s), GUNICORN_KEEPALIVE (5 s), PROMETHEUS_MULTIPROC_DIR
+(var/prometheus): see .env.example.
+
+Metrics: each worker is its own process, so prometheus_client runs in multiprocess mode: every
+worker writes its counters to files in PROMETHEUS_MULTIPROC_DIR and a scrape, answered by any
+worker, adds up all the files. That needs three things, all here: the variable set before
+prometheus_client is first imported (it picks its storage at import), the directory emptied when
+the server starts (files of an earlier run would be added to this one's), and each dead worker
+marked so (its live gauges dropped; its counters stay, since what it counted did happen).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import environ
+from gunicorn.glogging import Logger  # type: ignore[import-untyped]
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+# The same `.env` that settings read, so GUNICORN_* can live there too; real variables win.
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+MULTIPROC_DIR = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or BASE_DIR / "var" / "prometheus").resolve()
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(MULTIPROC_DIR)
+
+from prometheus_client import multiprocess  # noqa: E402  (after the variable above, on purpose)
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SystemExit(f"{name} is not valid: expected a whole number, not {raw!r}") from None
+    if value < 1:
+        raise SystemExit(f"{name} is not valid: expected a whole number of at least 1")
+    return value
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the CPUs this container may use, not the host's
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+wsgi_app = "portal.wsgi:application"
+chdir = str(BASE_DIR)
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000").split(",")
+workers = _int("GUNICORN_WORKERS", 2 * _cpus() + 1)
+# A request running longer than this is stuck: its worker is killed and replaced.
+timeout = _int("GUNICORN_TIMEOUT", 30)
+# On SIGTERM (a deploy), workers finish the requests they have for up to this long.
+graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
+keepalive = _int("GUNICORN_KEEPALIVE", 5)
+# Heartbeat files in memory, not on a container's overlay disk, where a slow write can get a
+# healthy worker killed.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
+# No control socket: nothing here uses gunicornc, and its default path is shared by every instance
+# run by the same user.
+control_socket_disable = True
+# No max_requests: each recycled worker would leave its metric files behind, and every scrape
+# reads them all. Workers are replaced by deploys instead.
+
+# --- Logging: to stderr, the access log without query strings, referrers or secrets in paths --
+
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
+# Client, time, method, path (no query string), status, bytes, milliseconds, worker pid.
+access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms pid=%(p)s'
+
+# Paths that carry a secret of their own: allauth's password-reset and email-confirmation keys.
+_SECRET_IN_PATH = re.compile(r"^(/accounts/(?:password/reset/key|confirm-email)/)[^/]+")
+
+
+class AccessLogger(Logger):  # type: ignore[misc]
+    """gunicorn's logger, with the secret part of a path replaced before it is written."""
+
+    def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> dict[str, Any]:
+        atoms: dict[str, Any] = super().atoms(resp, req, environ, request_time)
+        atoms["U"] = _SECRET_IN_PATH.sub(r"\1[redacted]", str(atoms.get("U") or ""))
+        return atoms
+
+
+logger_class = AccessLogger
+
+# --- Server hooks ------------------------------------------------------------------------------
+
+
+def on_starting(server: Any) -> None:
+    """Empty the metrics directory before any worker starts. Only prometheus_client's own files
+    are removed, in case the variable points somewhere shared by mistake."""
+    MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
+    for leftover in MULTIPROC_DIR.glob("*.db"):
+        leftover.unlink()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker is gone (finished, killed or timed out): drop its live gauges."""
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]

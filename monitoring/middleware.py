@@ -1,0 +1,69 @@
+"""Per-request metrics of our own: latency by member tier, SQL queries by view, and API token
+authentication failures. django-prometheus's middleware, first and last in the stack, counts
+requests, responses and latency by view; this one sits just inside it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.db import connection
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
+
+from monitoring.metrics import MEMBER_TIERS, QUERIES_PER_REQUEST, REQUEST_LATENCY_BY_TIER, TOKEN_AUTH_FAILURES
+from portal.ratelimit import API_PREFIX
+
+# WWW-Authenticate's error parameter on the API's 401 answers (members.api.TokenAuth), as a reason.
+_AUTH_ERRORS = {'error="invalid_token"': "invalid_token", 'error="invalid_request"': "token_in_query"}
+
+
+class RequestMetricsMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        counter = _QueryCounter()
+        started = time.perf_counter()
+        with connection.execute_wrapper(counter):
+            response = self.get_response(request)
+        REQUEST_LATENCY_BY_TIER.labels(member_tier=member_tier(request)).observe(time.perf_counter() - started)
+        QUERIES_PER_REQUEST.labels(view=view_name(request)).observe(counter.queries)
+        if response.status_code == 401 and request.path.startswith(API_PREFIX):
+            challenge = response.get("WWW-Authenticate", "")
+            reason = next((name for marker, name in _AUTH_ERRORS.items() if marker in challenge), "missing")
+            TOKEN_AUTH_FAILURES.labels(reason=reason).inc()
+        return response
+
+
+class _QueryCounter:
+    """A `connection.execute_wrapper` that counts the statements run (executemany counts once)."""
+
+    def __init__(self) -> None:
+        self.queries = 0
+
+    def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        self.queries += 1
+        return execute(sql, params, many, context)
+
+
+def member_tier(request: HttpRequest) -> str:
+    """The tier of the member behind the request: a session's, or an API token's.
+
+    Only a user that something already loaded is looked at (AuthenticationMiddleware caches it on
+    the request as `_cached_user`): loading one here would cost a query on pages that never
+    needed the user, such as /health/live, and change every pinned query count."""
+    user = getattr(request, "_cached_user", None)
+    if user is None or not user.is_authenticated:
+        user = getattr(getattr(request, "auth", None), "member", None)  # the API's token (django-ninja)
+    tier = getattr(user, "tier", None) if user is not None and user.is_authenticated else None
+    return tier if tier in MEMBER_TIERS else "anonymous"
+
+
+def view_name(request: HttpRequest) -> str:
+    """The URL's name (`dashboard`, `api-1:me`), bounded by the URLconf; one name for the rest."""
+    match = getattr(request, "resolver_match", None)
+    if match is None:
+        return "<unresolved>"
+    return str(match.view_name or match._func_path)

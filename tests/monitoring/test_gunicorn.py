@@ -1,0 +1,95 @@
+"""Under gunicorn with two workers, the counters add up: every request is counted once, by
+whichever worker served it, and what a dead worker counted is still in the sum."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from tests.monitoring.servers import TOKEN, Portal
+
+HEALTH_LIVE = (("method", "GET"), ("status", "200"), ("view", "health-live"))
+
+
+def served(portal: Portal) -> float:
+    return portal.scrape().get(("django_http_responses_total_by_status_view_method_total", HEALTH_LIVE), 0.0)
+
+
+def send(portal: Portal, requests: int) -> None:
+    # Several at once, so that both workers serve some (a sync worker serves one at a time).
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(lambda _: portal.get("/health/live")[0], range(requests)))
+    assert statuses == [200] * requests
+
+
+def test_the_metrics_directory_is_emptied_when_the_server_starts(portal: Portal):
+    assert not (portal.multiproc_dir / "counter_999999.db").exists()
+
+
+def test_metrics_are_refused_without_the_token(portal: Portal):
+    assert portal.get("/metrics", via_proxy=False)[0] == 401
+    assert portal.get("/metrics", token="not-the-token", via_proxy=False)[0] == 401
+
+
+def test_metrics_and_probes_are_served_over_plain_http_where_pages_redirect_to_https(portal: Portal):
+    # Prometheus scrapes, and the orchestrator probes, each instance directly; members' pages
+    # still go to https.
+    assert portal.get("/metrics", token=TOKEN, via_proxy=False)[0] == 200
+    statuses = {}
+    for path in ("/health/live", "/health/ready", "/dashboard/"):
+        connection = http.client.HTTPConnection("127.0.0.1", portal.port, timeout=10)
+        connection.request("GET", path)
+        response = connection.getresponse()
+        statuses[path] = (response.status, response.headers.get("Location", "")[:8])
+        connection.close()
+    assert statuses == {"/health/live": (200, ""), "/health/ready": (200, ""), "/dashboard/": (301, "https://")}
+
+
+def test_the_request_counter_equals_the_requests_sent_across_two_workers(portal: Portal):
+    before = portal.scrape()
+    send(portal, 60)
+    after = portal.scrape()
+
+    assert (
+        after[("django_http_responses_total_by_status_view_method_total", HEALTH_LIVE)]
+        - before.get(("django_http_responses_total_by_status_view_method_total", HEALTH_LIVE), 0.0)
+        == 60
+    )
+    # Every request, the second scrape included (it is counted before it is answered).
+    total = ("django_http_requests_before_middlewares_total", ())
+    assert after[total] - before[total] == 60 + 1
+    # Both workers served some: the access log names the worker of each request.
+    pids = set(re.findall(r'"GET /health/live HTTP/1.1" 200 .* pid=<(\d+)>', portal.log.read_text()))
+    assert len(pids) == 2, pids
+
+
+def test_gauges_read_at_scrape_time_are_not_multiplied_by_the_workers(portal: Portal):
+    status, body = portal.get("/metrics", token=TOKEN, via_proxy=False)
+    assert status == 200
+    lines = body.decode().splitlines()
+    # One sample each, from the process that answered, not one per worker (nor a `pid` label).
+    assert [line for line in lines if line.startswith("portal_ready")] == ["portal_ready 1.0"]
+    assert len([line for line in lines if line.startswith('portal_health_check{check="database",state="ok"}')]) == 1
+    assert not [line for line in lines if 'pid="' in line]
+
+
+def test_what_a_dead_worker_counted_stays_in_the_sum(portal: Portal):
+    before = served(portal)
+    send(portal, 20)
+    victim = min(portal.worker_pids())
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # gunicorn replaces it
+        pids = portal.worker_pids()
+        if victim not in pids and len(pids) == 2:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("gunicorn did not replace the killed worker")
+    time.sleep(1)  # the new worker loads the app
+    send(portal, 10)
+    assert served(portal) - before == 30
