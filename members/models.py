@@ -12,6 +12,7 @@ from django.db import models, transaction
 from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from members import tokens
 
@@ -89,6 +90,13 @@ class Member(AbstractBaseUser, PermissionsMixin):
     is_staff = models.BooleanField("staff status", default=False)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
+    session_epoch = models.PositiveIntegerField(
+        default=0,
+        # Also in the database: bulk loads (seed_demo's COPY, raw SQL) name only the columns they fill.
+        db_default=0,
+        editable=False,
+        help_text="Moved on to end every session of the member at once: each session holds a hash of it.",
+    )
 
     objects: ClassVar[MemberManager] = MemberManager()
 
@@ -111,6 +119,8 @@ class Member(AbstractBaseUser, PermissionsMixin):
             models.Index(fields=["tier"], name="member_tier_idx"),
             # Admin filter and gauges: members by status (suspended, deactivated).
             models.Index(fields=["status"], name="member_status_idx"),
+            # Admin filter "staff status: yes": the few staff among 100k members.
+            models.Index(fields=["is_staff"], name="member_staff_idx", condition=Q(is_staff=True)),
         ]
 
     def __str__(self) -> str:
@@ -127,6 +137,19 @@ class Member(AbstractBaseUser, PermissionsMixin):
     def is_active(self) -> bool:  # type: ignore[override]
         """Only active members may log in; derived from `status` so the two never disagree."""
         return self.status == MemberStatus.ACTIVE
+
+    def _get_session_auth_hash(self, secret: str | None = None) -> str:
+        """Django's hash of the password, which every session stores and checks on each request,
+        with `session_epoch` mixed in once it has moved: `deactivate_member` moves it to end
+        every session at once, and they stay ended if the member is reactivated. At epoch 0 the
+        hash is Django's own, so sessions from before this field existed stay valid."""
+        if not self.session_epoch:
+            hashed: str = super()._get_session_auth_hash(secret=secret)  # type: ignore[misc]  # not in django-stubs
+            return hashed
+        key_salt = "members.Member.get_session_auth_hash"
+        return salted_hmac(
+            key_salt, f"{self.password}:{self.session_epoch}", secret=secret, algorithm="sha256"
+        ).hexdigest()
 
 
 def validate_time_zone(value: str) -> None:
@@ -258,6 +281,8 @@ class Action(models.TextChoices):
     PAYMENT_SUCCEEDED = "payment_succeeded", "Payment received"
     PAYMENT_FAILED = "payment_failed", "Payment failed"
     STATUS_CHANGED = "status_changed", "Account status changed"
+    # On the staff member's own log: what they exported from the admin.
+    DATA_EXPORTED = "data_exported", "Exported data from the admin"
 
 
 class ActivityLogQuerySet(models.QuerySet["ActivityLog"]):

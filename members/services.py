@@ -81,10 +81,21 @@ def create_api_token(
     return token, new.plain
 
 
+def actor_detail(actor: Member | None) -> dict[str, Any]:
+    """Who did it, for the detail of an activity entry that staff caused: the staff member's id
+    and email (their email as it was then, should the account change or go)."""
+    if actor is None:
+        return {}
+    return {"actor": actor.pk, "actor_email": actor.email}
+
+
 @transaction.atomic
-def revoke_api_token(*, token: ApiToken, ip: str | None = None, user_agent: str = "") -> bool:
+def revoke_api_token(
+    *, token: ApiToken, ip: str | None = None, user_agent: str = "", actor: Member | None = None
+) -> bool:
     """Revoke a live token. Returns False if it was already revoked (by a concurrent call too:
-    the conditional UPDATE lets exactly one caller win and record the activity)."""
+    the conditional UPDATE lets exactly one caller win and record the activity). `actor` is the
+    staff member who revoked it, when it was not the token's owner."""
     now = timezone.now()
     if not ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=now):
         return False
@@ -94,9 +105,21 @@ def revoke_api_token(*, token: ApiToken, ip: str | None = None, user_agent: str 
         action=Action.TOKEN_REVOKED,
         ip=ip,
         user_agent=user_agent,
-        detail={"token_id": token.pk, "name": token.name},
+        detail={"token_id": token.pk, "name": token.name, **actor_detail(actor)},
     )
     return True
+
+
+@transaction.atomic
+def revoke_member_api_tokens(
+    *, member: Member, actor: Member | None, ip: str | None = None, user_agent: str = ""
+) -> int:
+    """Revoke every token of `member` that is not revoked yet (expired ones too, so none can
+    come back), each recorded as `revoke_api_token` records it. Returns how many."""
+    revoked = 0
+    for token in ApiToken.objects.filter(member=member, revoked_at__isnull=True).select_related("member"):
+        revoked += revoke_api_token(token=token, ip=ip, user_agent=user_agent, actor=actor)
+    return revoked
 
 
 @transaction.atomic
@@ -153,9 +176,39 @@ def update_member(*, member: Member, fields: list[str], actor: Member | None = N
         record_activity(
             member=member,
             action=Action.STATUS_CHANGED,
-            detail={
-                "from": previous_status,
-                "to": MemberStatus(member.status).value,
-                "by": actor.pk if actor else None,
-            },
+            detail={"from": previous_status, "to": MemberStatus(member.status).value, **actor_detail(actor)},
         )
+
+
+@transaction.atomic
+def deactivate_member(*, member: Member, actor: Member, ip: str | None = None, user_agent: str = "") -> int:
+    """Close a member's account at once: status `deactivated`, every session ended, every API
+    token revoked. Returns how many tokens were revoked.
+
+    Sessions cannot be found by member (they are keyed by a random id), so they are ended
+    through the hash each one holds: moving `session_epoch` changes it, and Django logs the
+    session out on its next request (it would refuse an inactive member anyway, but this way a
+    later reactivation does not bring old sessions back). The member row is locked so two
+    staff deactivating at once record one status change. Their subscription is left alone:
+    a paid one is cancelled in Stripe by staff, on purpose, not as a side effect."""
+    if member.pk == actor.pk:
+        raise ValueError("Staff cannot deactivate their own account.")
+    locked = Member.objects.select_for_update().get(pk=member.pk)
+    locked.status = MemberStatus.DEACTIVATED
+    locked.session_epoch += 1
+    update_member(member=locked, fields=["status", "session_epoch"], actor=actor)
+    revoked = revoke_member_api_tokens(member=locked, actor=actor, ip=ip, user_agent=user_agent)
+    member.status, member.session_epoch = locked.status, locked.session_epoch
+    return revoked
+
+
+def record_export(*, actor: Member, model: str, rows: str, ip: str | None = None, user_agent: str = "") -> None:
+    """Note on the staff member's own log that they exported `model` rows from the admin;
+    `rows` says which (the selected ids, or the list's filters)."""
+    record_activity(
+        member=actor,
+        action=Action.DATA_EXPORTED,
+        ip=ip,
+        user_agent=user_agent,
+        detail={"model": model, "rows": rows, **actor_detail(actor)},
+    )

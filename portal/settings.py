@@ -83,7 +83,8 @@ if not DEBUG and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("ALLOWED_HOSTS must list the site's host names when DEBUG is off.")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django's admin on the portal's site: staff only, logged in through accounts (portal/admin.py).
+    "portal.apps.PortalAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -312,6 +313,9 @@ ACCOUNT_RATE_LIMITS = {
 }
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "Member Portal"
+# Staff must have passed a second factor in the current session to use /admin/ (portal/admin.py).
+# On by default in production; off by default with DEBUG on, so the local demo logs straight in.
+ADMIN_REQUIRE_MFA = _read("ADMIN_REQUIRE_MFA", _bool, not DEBUG)
 
 # --- API ---------------------------------------------------------------------------------------
 

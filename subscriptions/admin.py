@@ -14,7 +14,7 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from members.admin import ApiTokenInline, MemberAdmin, ProfileInline, ReadOnlyInline
+from members.admin import ApiTokenInline, LatestActivityInline, MemberAdmin, ProfileInline, ReadOnlyInline
 from members.models import Member, Tier
 from subscriptions import stripe_api, webhooks
 from subscriptions.models import Plan, ReconciliationRun, StripeEvent, Subscription
@@ -283,8 +283,8 @@ class CompForm(forms.Form):
 
 @admin.register(Member)
 class MemberWithSubscriptionsAdmin(MemberAdmin):
-    inlines = (ProfileInline, SubscriptionInline, ApiTokenInline)
-    actions = ("comp_membership",)
+    inlines = (ProfileInline, SubscriptionInline, ApiTokenInline, LatestActivityInline)
+    actions = ("comp_membership", *MemberAdmin.actions)
 
     def has_comp_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("subscriptions.add_subscription")
@@ -321,5 +321,6 @@ class MemberWithSubscriptionsAdmin(MemberAdmin):
             "members": queryset,
             "opts": self.model._meta,
             "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            "action": "comp_membership",
         }
         return TemplateResponse(request, "admin/subscriptions/comp_membership.html", context)

@@ -27,7 +27,8 @@ PUBLIC: dict[str, str] = {
     "": "the landing page (exact match); logged-in members are sent on to the dashboard",
     "accounts/": "django-allauth: log in, sign up, reset and verify are public by design; its account "
     "pages require login themselves (checked below for the ones the navigation links to)",
-    "admin/": "the Django admin, behind its own staff login",
+    "admin/": "the Django admin: staff only, logged in through accounts/, with a second factor when "
+    "ADMIN_REQUIRE_MFA is on (tests/portal/test_admin_access.py)",
     "api/v1/": "the JSON API: every operation needs a bearer token (never a session), which "
     "tests/members/test_api.py, tests/subscriptions/test_api.py and tests/portal/test_api_errors.py test; "
     "its schema and docs pages are public",

@@ -172,7 +172,7 @@ def test_a_status_change_is_recorded_and_shows_in_the_members_cached_activity(
 
     assert dashboard_summary(alice.pk).activity[0].action == "Account status changed"
     entry = ActivityLog.objects.get(member=alice, action=Action.STATUS_CHANGED)
-    assert entry.detail == {"from": "active", "to": "suspended", "by": carol.pk}
+    assert entry.detail == {"from": "active", "to": "suspended", "actor": carol.pk, "actor_email": carol.email}
     # A suspended member is no longer let in.
     assert alices_client.get("/dashboard/")["Location"] == "/accounts/login/?next=/dashboard/"
 
