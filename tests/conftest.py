@@ -18,9 +18,11 @@ from typing import Any
 import pytest
 from django.apps import apps
 from django.conf import settings
+from django.contrib.auth.hashers import Argon2PasswordHasher
 from django.contrib.contenttypes.models import ContentType
 from django.core.cache import cache
 from django.db import connection
+from django.test.utils import override_settings
 
 from members.models import Member
 from members.services import create_member
@@ -62,6 +64,23 @@ def make_plan(*, code: str, **fields: Any) -> Plan:
     so a test sets its own values over them rather than creating a second plan with their code."""
     plan, _ = Plan.objects.update_or_create(code=code, defaults=fields)
     return plan
+
+
+class CheapArgon2PasswordHasher(Argon2PasswordHasher):
+    """Argon2 at its cheapest parameters, for tests only. The portal's own parameters cost about
+    0.2 s a hash on a 2-core machine, and most tests make or log in two or three members; the
+    algorithm and the encoding (`argon2$...`) are the same, so tests of hashing still hold."""
+
+    time_cost = 1
+    memory_cost = 8  # KiB: Argon2's minimum for one lane
+    parallelism = 1
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cheap_password_hashing() -> Iterator[None]:
+    # Through override_settings, so Django's cached list of hashers is rebuilt.
+    with override_settings(PASSWORD_HASHERS=["tests.conftest.CheapArgon2PasswordHasher", *settings.PASSWORD_HASHERS]):
+        yield
 
 
 @pytest.fixture(autouse=True)
