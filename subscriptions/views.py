@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import stripe
 from django.contrib import messages
@@ -120,6 +121,17 @@ def _apply_checkout(request: MemberRequest, session_id: str) -> None:
         messages.success(request, f"Thank you. You are now on {synced.plan.name}.")
 
 
+def _send_to_stripe(request: MemberRequest, page: str, make_url: Callable[[], str]) -> HttpResponse:
+    """303 to the Stripe page `make_url` opens, or back with a message when Stripe fails."""
+    try:
+        url = make_url()
+    except stripe.StripeError:
+        logger.warning("Stripe %s could not be opened", page, exc_info=True)
+        messages.error(request, STRIPE_UNREACHABLE)
+        return redirect("subscription")
+    return HttpResponseRedirect(url, status=303)
+
+
 @never_cache
 @login_required
 @require_POST
@@ -136,20 +148,18 @@ def checkout(request: MemberRequest) -> HttpResponse:
     if current is not None and current.is_stripe:
         messages.error(request, "You already have a subscription; change its plan instead.")
         return redirect("subscription")
-    try:
-        url = stripe_api.create_checkout_session(
+    return _send_to_stripe(
+        request,
+        "Checkout",
+        lambda: stripe_api.create_checkout_session(
             member_id=request.user.pk,
             email=request.user.email,
             customer_id=_customer_id(request.user.pk),
             price_id=plan.stripe_price_id,
             success_url=_page_url(request, "?checkout=success&session_id={CHECKOUT_SESSION_ID}"),
             cancel_url=_page_url(request, "?checkout=cancelled"),
-        )
-    except stripe.StripeError:
-        logger.warning("Stripe Checkout could not be started", exc_info=True)
-        messages.error(request, STRIPE_UNREACHABLE)
-        return redirect("subscription")
-    return HttpResponseRedirect(url, status=303)
+        ),
+    )
 
 
 @never_cache
@@ -168,16 +178,14 @@ def change_plan(request: MemberRequest) -> HttpResponse:
     if plan is None or plan.pk == current.plan_id:
         messages.error(request, "Choose another of the plans on offer.")
         return redirect("subscription")
-    try:
+
+    def confirm_change() -> str:
         state = stripe_api.retrieve_subscription(current.stripe_subscription_id)
-        url = stripe_api.create_portal_session(
+        return stripe_api.create_portal_session(
             customer_id=state.customer_id, return_url=_page_url(request), change=state, price_id=plan.stripe_price_id
         )
-    except stripe.StripeError:
-        logger.warning("Stripe plan change could not be started", exc_info=True)
-        messages.error(request, STRIPE_UNREACHABLE)
-        return redirect("subscription")
-    return HttpResponseRedirect(url, status=303)
+
+    return _send_to_stripe(request, "plan change", confirm_change)
 
 
 @never_cache
@@ -189,13 +197,11 @@ def billing_portal(request: MemberRequest) -> HttpResponse:
     if not customer_id:
         messages.error(request, "You have no billing account yet; it is made when you first subscribe.")
         return redirect("subscription")
-    try:
-        url = stripe_api.create_portal_session(customer_id=customer_id, return_url=_page_url(request))
-    except stripe.StripeError:
-        logger.warning("Stripe customer portal could not be opened", exc_info=True)
-        messages.error(request, STRIPE_UNREACHABLE)
-        return redirect("subscription")
-    return HttpResponseRedirect(url, status=303)
+    return _send_to_stripe(
+        request,
+        "customer portal",
+        lambda: stripe_api.create_portal_session(customer_id=customer_id, return_url=_page_url(request)),
+    )
 
 
 def _set_cancel(request: MemberRequest, *, cancel: bool) -> HttpResponse:

@@ -228,42 +228,24 @@ def _invoice_member(invoice: Mapping[str, Any]) -> tuple[Member, Subscription] |
     return subscription.member, subscription
 
 
-def _invoice_paid(obj: Mapping[str, Any], created_at: dt.datetime, event_type: str) -> str:
+def _record_payment(obj: Mapping[str, Any], action: Action, amount_field: str, **extra: Any) -> str:
     found = _invoice_member(obj)
     if found is None:
         return "not a subscription invoice"
     member, subscription = found
-    record_activity(
-        member=member,
-        action=Action.PAYMENT_SUCCEEDED,
-        detail={
-            "invoice": obj.get("id"),
-            "subscription": subscription.pk,
-            "amount_cents": obj.get("amount_paid"),
-            "currency": obj.get("currency"),
-        },
-    )
-    return f"payment of {obj.get('amount_paid')} {obj.get('currency')} recorded"
+    amount, currency = obj.get(amount_field), obj.get("currency")
+    detail = {"invoice": obj.get("id"), "subscription": subscription.pk, "amount_cents": amount, "currency": currency}
+    record_activity(member=member, action=action, detail={**detail, **extra})
+    return f"{action.label.lower()}: {amount} {currency} recorded"
+
+
+def _invoice_paid(obj: Mapping[str, Any], created_at: dt.datetime, event_type: str) -> str:
+    return _record_payment(obj, Action.PAYMENT_SUCCEEDED, "amount_paid")
 
 
 def _invoice_payment_failed(obj: Mapping[str, Any], created_at: dt.datetime, event_type: str) -> str:
-    found = _invoice_member(obj)
-    if found is None:
-        return "not a subscription invoice"
-    member, subscription = found
-    record_activity(
-        member=member,
-        action=Action.PAYMENT_FAILED,
-        detail={
-            "invoice": obj.get("id"),
-            "subscription": subscription.pk,
-            "amount_cents": obj.get("amount_due"),
-            "currency": obj.get("currency"),
-            "attempt": obj.get("attempt_count"),
-        },
-    )
     # The status (past_due, then unpaid or canceled) arrives in customer.subscription.updated.
-    return f"failed payment of {obj.get('amount_due')} {obj.get('currency')} recorded"
+    return _record_payment(obj, Action.PAYMENT_FAILED, "amount_due", attempt=obj.get("attempt_count"))
 
 
 HANDLERS: dict[str, Callable[[Mapping[str, Any], dt.datetime, str], str]] = {
