@@ -1,9 +1,9 @@
 """gunicorn's configuration for the portal in production: `make serve`, or
 `gunicorn -c deploy/gunicorn.conf.py`. Every setting can be changed from the environment.
 
-GUNICORN_BIND (127.0.0.1:8000), GUNICORN_WORKERS (2 x CPUs + 1), GUNICORN_TIMEOUT (30 s),
-GUNICORN_GRACEFUL_TIMEOUT (30 s), GUNICORN_KEEPALIVE (5 s), PROMETHEUS_MULTIPROC_DIR
-(var/prometheus): see .env.example.
+GUNICORN_BIND (127.0.0.1:8000), GUNICORN_WORKERS (2 x CPUs + 1, counting a container's CPU
+limit), GUNICORN_TIMEOUT (30 s), GUNICORN_GRACEFUL_TIMEOUT (30 s), GUNICORN_KEEPALIVE (5 s),
+GUNICORN_LOGLEVEL (info), PROMETHEUS_MULTIPROC_DIR (var/prometheus): see .env.example.
 
 Metrics: each worker is its own process, so prometheus_client runs in multiprocess mode: every
 worker writes its counters to files in PROMETHEUS_MULTIPROC_DIR and a scrape, answered by any
@@ -46,9 +46,18 @@ def _int(name: str, default: int) -> int:
     return value
 
 
-def _cpus() -> int:
+def _cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """The CPUs this process may use: a container's CPU limit (cgroup v2 quota over period,
+    rounded down, at least 1) when it has one, else the CPUs it may be scheduled on. The latter
+    alone would count the host's CPUs under Kubernetes' or Docker's `--cpus` limits."""
     try:
-        return len(os.sched_getaffinity(0))  # the CPUs this container may use, not the host's
+        quota, period = cpu_max.read_text().split()
+        if quota != "max":
+            return max(1, int(quota) // int(period))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 limit here
+    try:
+        return len(os.sched_getaffinity(0))
     except AttributeError:
         return os.cpu_count() or 1
 

@@ -47,6 +47,7 @@ from members.services import (
     update_member,
 )
 from portal.cache import MEMBER, invalidate_on_commit
+from portal.routers import heavy_reads
 
 
 class MemberCreationForm(AdminUserCreationForm[Member]):
@@ -285,6 +286,10 @@ class CsvExportAdmin(admin.ModelAdmin[_ModelT]):
     def _export(self, request: HttpRequest, queryset: QuerySet[_ModelT], *, rows: str) -> StreamingHttpResponse:
         opts = self.model._meta
         record_export(actor=cast("Member", request.user), model=opts.label_lower, rows=rows[:500], **origin(request))
+        # The rows are read while the response streams: pin the queryset to the read replica,
+        # if there is one, now.
+        with heavy_reads() as alias:
+            queryset = queryset.using(alias)
         if self.csv_max_rows is not None:
             queryset = queryset[: self.csv_max_rows]
         stamp = timezone.now().strftime("%Y%m%d-%H%M%S")

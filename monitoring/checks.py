@@ -31,6 +31,8 @@ from django.utils import timezone
 from health_check.base import HealthCheck
 from health_check.exceptions import ServiceUnavailable, ServiceWarning
 
+from portal.routers import REPLICA
+
 Measurement = float | int | str | None
 
 
@@ -79,6 +81,44 @@ class Database(PortalCheck):
         if latency_ms > self.slow_ms:
             raise ServiceWarning(f"slow: SELECT 1 took {latency_ms:.0f} ms (over {self.slow_ms:.0f} ms)")
         self.summary = f"SELECT 1 in {latency_ms:.1f} ms"
+
+
+@dataclasses.dataclass
+class Replica(Database):
+    """The read replica (DATABASE_REPLICA_URL), when there is one: it answers, and how far its
+    replay is behind the primary. Never critical: without it, heavy reads go to the primary
+    (portal/routers.py), so the portal is degraded, not out of service."""
+
+    name: ClassVar[str] = "database_replica"
+    title: ClassVar[str] = "Database read replica"
+    critical: ClassVar[bool] = False
+    lag_warning_s: ClassVar[float] = 60.0
+
+    alias: str = REPLICA
+
+    def run(self) -> None:
+        super().run()
+        if connections[self.alias].vendor != "postgresql":
+            return
+        try:
+            with connections[self.alias].cursor() as cursor:
+                # Zero when it has replayed all it received; NULL when it is not a standby.
+                cursor.execute(
+                    "SELECT CASE WHEN NOT pg_is_in_recovery() THEN NULL"
+                    " WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0"
+                    " ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) END"
+                )
+                row = cursor.fetchone()
+        except Exception as exc:
+            raise ServiceUnavailable(f"cannot read the replication lag ({type(exc).__name__})") from exc
+        lag = None if row is None or row[0] is None else round(float(row[0]), 1)
+        self.measurements["lag_seconds"] = lag
+        if lag is None:
+            self.summary += "; not a standby, so no replication lag to read"
+        elif lag > self.lag_warning_s:
+            raise ServiceWarning(f"{_duration(lag)} behind the primary (over {self.lag_warning_s:.0f} s)")
+        else:
+            self.summary += f"; {lag:.1f} s behind the primary"
 
 
 @dataclasses.dataclass
@@ -292,4 +332,12 @@ def _duration(seconds: float) -> str:
 # What each endpoint runs. Readiness asks only what decides whether this process can serve, as
 # often as the orchestrator likes; the status pages ask everything.
 READINESS: tuple[type[PortalCheck], ...] = (Database, Cache)
-ALL: tuple[type[PortalCheck], ...] = (Database, Cache, Disk, Memory, Migrations, Stripe)
+ALL: tuple[type[PortalCheck], ...] = (
+    Database,
+    *((Replica,) if REPLICA in settings.DATABASES else ()),
+    Cache,
+    Disk,
+    Memory,
+    Migrations,
+    Stripe,
+)

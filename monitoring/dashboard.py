@@ -23,6 +23,7 @@ from monitoring.health import Report, public_report
 from monitoring.metrics import business_numbers
 from monitoring.traffic import TrafficSummary, recent_requests
 from portal.cache import MEDIUM, STAFF, cached_read, stats
+from portal.routers import heavy_reads
 from subscriptions.models import Plan, Subscription, SubscriptionStatus
 from subscriptions.reads import StripeSyncStatus, stripe_sync_status
 
@@ -49,7 +50,13 @@ class StaffNumbers:
 def staff_numbers() -> StaffNumbers:
     """Five queries (two shared with the Prometheus business gauges): member counts by tier and
     status, live subscriptions by plan, sign-ups per day, cancellations, activity volume. The
-    activity count reads the `created_at` index for a week of rows, not the whole table."""
+    activity count reads the `created_at` index for a week of rows, not the whole table. On the
+    read replica, if there is one: the numbers may trail the primary by its replication lag."""
+    with heavy_reads():
+        return _staff_numbers()
+
+
+def _staff_numbers() -> StaffNumbers:
     now = timezone.now()
     today = timezone.localdate(now)
     first_day = today - dt.timedelta(days=SIGNUP_DAYS - 1)

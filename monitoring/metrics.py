@@ -42,6 +42,7 @@ from monitoring.health import Report, State, overall, run_checks
 from portal.cache import SHORT, STAFF, TIERS, CacheStats, cached_read
 from portal.cache import Tier as CacheTier
 from portal.ratelimit import Limit
+from portal.routers import heavy_reads
 from subscriptions.models import Subscription, SubscriptionStatus
 from subscriptions.reads import stripe_sync_status
 
@@ -120,17 +121,19 @@ class BusinessNumbers:
 @cached_read(tier=SHORT, namespace=STAFF)
 def business_numbers() -> BusinessNumbers:
     """Two GROUP BY queries, at most once a minute for every process together (the cache's
-    stampede lock), however often Prometheus scrapes however many workers."""
-    members = tuple(
-        (row["tier"], row["status"], row["n"])
-        for row in Member.objects.order_by().values("tier", "status").annotate(n=Count("pk"))
-    )
-    rows = list(
-        Subscription.objects.live()
-        .order_by()
-        .values("plan__code", "plan__interval", "plan__currency", "status")
-        .annotate(n=Count("pk"), cents=Sum("plan__price_cents"))
-    )
+    stampede lock), however often Prometheus scrapes however many workers. On the read replica,
+    if there is one."""
+    with heavy_reads():
+        members = tuple(
+            (row["tier"], row["status"], row["n"])
+            for row in Member.objects.order_by().values("tier", "status").annotate(n=Count("pk"))
+        )
+        rows = list(
+            Subscription.objects.live()
+            .order_by()
+            .values("plan__code", "plan__interval", "plan__currency", "status")
+            .annotate(n=Count("pk"), cents=Sum("plan__price_cents"))
+        )
     revenue: dict[str, Decimal] = {}
     for row in rows:
         if row["status"] in PAYING_STATUSES:

@@ -22,11 +22,14 @@ Imports no app of ours: every app may use it.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
 import inspect
 import logging
 import threading
 import time
+import typing
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar
@@ -137,6 +140,31 @@ class _Entry:
     fresh_until: float
 
 
+def shape_of(func: Callable[..., Any]) -> str:
+    """A short fingerprint of what `func` returns: its type, with the name and type of each field
+    of a dataclass, recursively. It is part of the read's keys, so a release that changes what a
+    read returns uses new keys: during a rolling deploy, old and new instances share the cache
+    without ever reading each other's differently shaped entries."""
+    seen: set[type] = set()
+
+    def describe(kind: Any) -> str:
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind) and kind not in seen:
+            seen.add(kind)
+            fields = typing.get_type_hints(kind)
+            inner = ",".join(f"{field.name}:{describe(fields[field.name])}" for field in dataclasses.fields(kind))
+            return f"{kind.__qualname__}({inner})"
+        args = typing.get_args(kind)
+        if args:
+            return f"{describe(typing.get_origin(kind))}[{','.join(describe(arg) for arg in args)}]"
+        return str(getattr(kind, "__qualname__", kind))
+
+    try:
+        description = describe(typing.get_type_hints(func).get("return"))
+    except (NameError, TypeError):  # an annotation that cannot be resolved: the name alone
+        description = str(inspect.signature(func).return_annotation)
+    return hashlib.blake2b(description.encode(), digest_size=4).hexdigest()
+
+
 class CachedRead(Generic[P, T]):
     """A function whose result is cached under a versioned key; see the module docstring."""
 
@@ -147,6 +175,7 @@ class CachedRead(Generic[P, T]):
         self.namespace = namespace
         self.name = f"{func.__module__}.{func.__qualname__}"
         self._signature = inspect.signature(func)
+        self._shape: str | None = None  # worked out on first use, once every type is defined
         _TIERS_BY_NAMESPACE.setdefault(namespace, set()).add(tier)
 
     def key(self, *args: P.args, **kwargs: P.kwargs) -> str | None:
@@ -162,7 +191,12 @@ class CachedRead(Generic[P, T]):
         version = _version(self.namespace, scope)
         if version is None:
             return None
-        return f"{self.namespace.name}:{scope}:v{version}:{self.name}:{':'.join(str(value) for value in values)}"
+        if self._shape is None:
+            self._shape = shape_of(self.func)
+        return (
+            f"{self.namespace.name}:{scope}:v{version}:{self.name}@{self._shape}:"
+            f"{':'.join(str(value) for value in values)}"
+        )
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T:
         key = self.key(*args, **kwargs)

@@ -202,8 +202,22 @@ _INSTRUMENTED_BACKENDS = {
     "django.db.backends.postgresql": "django_prometheus.db.backends.postgresql",
     "django.db.backends.sqlite3": "django_prometheus.db.backends.sqlite3",
 }
-_ENGINE = str(DATABASES["default"]["ENGINE"])
-DATABASES["default"]["ENGINE"] = _INSTRUMENTED_BACKENDS.get(_ENGINE, _ENGINE)
+# An optional read replica of the same database (streaming replication): heavy read-only
+# queries go to it, everything else stays on the primary (portal/routers.py). Tests use the
+# primary in its place (MIRROR), since a test database has no replica.
+_REPLICA = _read("DATABASE_REPLICA_URL", _database, None)
+if _REPLICA is not None:
+    if not (_REPLICA["ENGINE"] == DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"):
+        raise ImproperlyConfigured(
+            "DATABASE_REPLICA_URL is not valid: a read replica needs PostgreSQL, in it and in DATABASE_URL."
+        )
+    # A replica that does not answer within 2 s is skipped (portal/routers.py), not waited on.
+    _REPLICA["OPTIONS"]["pool"]["timeout"] = 2
+    DATABASES["replica"] = {**_REPLICA, "TEST": {"MIRROR": "default"}}
+DATABASE_ROUTERS = ["portal.routers.ReplicaRouter"]
+for _alias in DATABASES:
+    _ENGINE = str(DATABASES[_alias]["ENGINE"])
+    DATABASES[_alias]["ENGINE"] = _INSTRUMENTED_BACKENDS.get(_ENGINE, _ENGINE)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache and sessions ----------------------------------------------------------------------

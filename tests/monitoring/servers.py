@@ -10,16 +10,29 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from http.cookies import SimpleCookie
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "scrape-token-for-tests"
 # Variables of the test run that must not reach the server: it gets its own database and cache.
-_NOT_INHERITED = ("DATABASE_URL", "REDIS_URL", "SENTRY_DSN", "PROMETHEUS_MULTIPROC_DIR", "DJANGO_SETTINGS_MODULE")
+_NOT_INHERITED = (
+    "DATABASE_URL",
+    "DATABASE_REPLICA_URL",
+    "REDIS_URL",
+    "SENTRY_DSN",
+    "PROMETHEUS_MULTIPROC_DIR",
+    "DJANGO_SETTINGS_MODULE",
+)
 
 
 def free_port() -> int:
@@ -29,27 +42,40 @@ def free_port() -> int:
         return port
 
 
-def production_env(database: Path, **extra: str) -> dict[str, str]:
+def database_url(database: Path | str) -> str:
+    """A SQLite file, or a database URL as it is."""
+    return f"sqlite:///{database}" if isinstance(database, Path) else database
+
+
+def production_env(database: Path | str, **extra: str) -> dict[str, str]:
     env = {name: value for name, value in os.environ.items() if name not in _NOT_INHERITED}
     env.update(
         DEBUG="false",
         SECRET_KEY="a-long-random-secret-key-for-the-gunicorn-tests-only-0123456789",
         ALLOWED_HOSTS="127.0.0.1",
         METRICS_TOKEN=TOKEN,
-        DATABASE_URL=f"sqlite:///{database}",
-        **extra,
+        DATABASE_URL=database_url(database),
     )
+    env.update(extra)
     return env
 
 
-def migrate(database: Path) -> None:
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
+def manage(database: Path | str, *args: str, **extra: str) -> str:
+    """Run a management command against the server's database, as production would; its output."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
         cwd=ROOT,
-        env=production_env(database),
+        env=production_env(database, **extra),
         check=True,
         timeout=300,
+        capture_output=True,
+        text=True,
     )
+    return result.stdout
+
+
+def migrate(database: Path | str) -> None:
+    manage(database, "migrate", "--no-input", "-v", "0")
 
 
 @dataclass
@@ -97,11 +123,12 @@ class Portal:
                 self.process.wait()
 
 
-def start_portal(tmp_path: Path, database: Path, *, workers: int = 2) -> Portal:
-    """gunicorn with deploy/gunicorn.conf.py on a free loopback port, once it answers."""
+def start_portal(tmp_path: Path, database: Path | str, *, workers: int = 2, **extra: str) -> Portal:
+    """gunicorn with deploy/gunicorn.conf.py on a free loopback port, once it answers. Its files
+    (metrics, log) are in `tmp_path`; `extra` is more environment, such as REDIS_URL."""
     port = free_port()
     multiproc_dir = tmp_path / "prometheus"
-    multiproc_dir.mkdir()
+    multiproc_dir.mkdir(parents=True)
     (multiproc_dir / "counter_999999.db").write_bytes(b"left over by an earlier run")  # must be wiped
     log = tmp_path / "gunicorn.log"
     env = production_env(
@@ -109,6 +136,7 @@ def start_portal(tmp_path: Path, database: Path, *, workers: int = 2) -> Portal:
         GUNICORN_BIND=f"127.0.0.1:{port}",
         GUNICORN_WORKERS=str(workers),
         PROMETHEUS_MULTIPROC_DIR=str(multiproc_dir),
+        **extra,
     )
     with log.open("wb") as output:
         process = subprocess.Popen(
@@ -131,3 +159,70 @@ def start_portal(tmp_path: Path, database: Path, *, workers: int = 2) -> Portal:
         time.sleep(0.2)
     portal.stop()
     raise RuntimeError(f"gunicorn did not answer within 60 s:\n{log.read_text()}")
+
+
+@contextmanager
+def scratch_database(name: str, *, copy_of: str | None = None) -> Iterator[str]:
+    """A PostgreSQL database `name` on the test run's server, for instances started outside the
+    test's own transaction: empty, or a copy of database `copy_of` (which nothing may be
+    connected to). Dropped afterwards. Yields its URL."""
+    server = urlsplit(os.environ["DATABASE_URL"])
+    admin_url = urlunsplit(server._replace(path="/postgres"))
+
+    def run(statement: str) -> None:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(statement)
+
+    run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    run(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{copy_of}"' if copy_of else ""))
+    try:
+        yield urlunsplit(server._replace(path=f"/{name}"))
+    finally:
+        run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+class Visitor:
+    """A browser's part of HTTP, by hand: cookies kept (Secure ones too, since the TLS proxy is
+    played by the X-Forwarded-Proto header), CSRF token sent back, redirects not followed. One
+    visitor can go from one instance to another, as behind a load balancer."""
+
+    def __init__(self) -> None:
+        self.cookies: dict[str, str] = {}
+
+    def request(
+        self, portal: Portal, method: str, path: str, data: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], str]:
+        body = urllib.parse.urlencode(data).encode() if data is not None else None
+        request = urllib.request.Request(portal.url + path, data=body, method=method)  # noqa: S310 (loopback)
+        request.add_header("X-Forwarded-Proto", "https")
+        if self.cookies:
+            request.add_header("Cookie", "; ".join(f"{name}={value}" for name, value in self.cookies.items()))
+        if method == "POST":
+            # Django checks a secure request's Origin against its own host.
+            request.add_header("Origin", f"https://127.0.0.1:{portal.port}")
+            if "csrftoken" in self.cookies:
+                request.add_header("X-CSRFToken", self.cookies["csrftoken"])
+        opener = urllib.request.build_opener(_NoRedirects)
+        try:
+            response = opener.open(request, timeout=20)
+        except urllib.error.HTTPError as error:
+            response = error
+        with response:
+            for header in response.headers.get_all("Set-Cookie") or []:
+                for name, morsel in SimpleCookie(header).items():
+                    if morsel["max-age"] == "0":
+                        self.cookies.pop(name, None)
+                    else:
+                        self.cookies[name] = morsel.value
+            return response.status, dict(response.headers.items()), response.read().decode()
+
+    def get(self, portal: Portal, path: str) -> tuple[int, dict[str, str], str]:
+        return self.request(portal, "GET", path)
+
+    def post(self, portal: Portal, path: str, data: dict[str, str]) -> tuple[int, dict[str, str], str]:
+        return self.request(portal, "POST", path, data)

@@ -4,13 +4,18 @@ whichever worker served it, and what a dead worker counted is still in the sum."
 from __future__ import annotations
 
 import http.client
+import importlib.util
 import os
 import re
 import signal
 import time
+import types
 from concurrent.futures import ThreadPoolExecutor
+from unittest.mock import patch
 
-from tests.monitoring.servers import TOKEN, Portal
+import pytest
+
+from tests.monitoring.servers import ROOT, TOKEN, Portal
 
 HEALTH_LIVE = (("method", "GET"), ("status", "200"), ("view", "health-live"))
 
@@ -93,3 +98,33 @@ def test_what_a_dead_worker_counted_stays_in_the_sum(portal: Portal):
     time.sleep(1)  # the new worker loads the app
     send(portal, 10)
     assert served(portal) - before == 30
+
+
+def _gunicorn_conf() -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location("gunicorn_conf", ROOT / "deploy" / "gunicorn.conf.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    with patch.dict(os.environ):  # loading it sets PROMETHEUS_MULTIPROC_DIR: keep that out of this process
+        spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "expected"),
+    [
+        ("200000 100000\n", 2),  # --cpus=2
+        ("150000 100000\n", 1),  # 1.5 CPUs: rounded down
+        ("50000 100000\n", 1),  # half a CPU: at least one
+    ],
+)
+def test_workers_are_counted_from_a_containers_cpu_limit(tmp_path, cpu_max, expected):
+    limit = tmp_path / "cpu.max"
+    limit.write_text(cpu_max)
+    assert _gunicorn_conf()._cpus(limit) == expected
+
+
+def test_without_a_cpu_limit_workers_are_counted_from_the_cpus_it_may_use(tmp_path):
+    unlimited = tmp_path / "cpu.max"
+    unlimited.write_text("max 100000\n")
+    conf = _gunicorn_conf()
+    assert conf._cpus(unlimited) == conf._cpus(tmp_path / "missing") == len(os.sched_getaffinity(0))

@@ -116,11 +116,12 @@ def test_the_portals_own_numbers_arrive(prometheus: Prometheus):
 
 
 def test_a_scrape_without_the_token_is_refused(prometheus: Prometheus):
+    # Waited for by its error: on a busy machine a scrape can also time out (1 s) now and then.
     (target,) = prometheus.wait_for(
-        "the job without a token down",
-        lambda: [t for t in targets(prometheus, "portal-without-token") if t["health"] == "down"],
+        "the job without a token refused",
+        lambda: [t for t in targets(prometheus, "portal-without-token") if "401" in t["lastError"]],
     )
-    assert "401" in target["lastError"]
+    assert target["health"] == "down"
 
 
 def test_every_alert_rule_loads_and_evaluates(prometheus: Prometheus):

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,12 +27,15 @@ from members.models import Member, Tier
 from portal.cache import (
     MEMBER,
     SHORT,
+    STAFF,
     TIERS,
     WAIT_SECONDS,
+    CachedRead,
     Namespace,
     OncePerInterval,
     check_cache,
     invalidate,
+    shape_of,
     stats,
 )
 from portal.cache import cached_read as declare_cached_read
@@ -327,3 +331,53 @@ def test_the_redis_logger_is_limited_to_one_record_a_minute():
 
     assert len(filters) == 1
     assert filters[0].interval == 60
+
+
+# --- Keys follow the shape of what is cached --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Line:
+    label: str
+    count: int
+
+
+@dataclass(frozen=True)
+class _Report:
+    lines: tuple[_Line, ...]
+
+
+@dataclass(frozen=True)
+class _LineWithShare:
+    label: str
+    count: int
+    share: float
+
+
+@dataclass(frozen=True)
+class _ReportWithShares:
+    lines: tuple[_LineWithShare, ...]
+
+
+def _report() -> _Report:
+    return _Report(lines=())
+
+
+def _same_report_again() -> _Report:
+    return _Report(lines=())
+
+
+def _report_with_shares() -> _ReportWithShares:
+    return _ReportWithShares(lines=())
+
+
+def test_a_reads_keys_change_when_the_shape_it_returns_changes():
+    """A release that adds a field to a cached dataclass, even one nested in a tuple, gets new
+    keys: old and new instances side by side in a rolling deploy never unpickle each other's."""
+    assert shape_of(_report) == shape_of(_same_report_again)
+    assert shape_of(_report) != shape_of(_report_with_shares)
+    assert shape_of(dashboard_summary) != shape_of(_report)
+    read = CachedRead(_report, tier=SHORT, namespace=STAFF)
+    key = read.key()
+    assert key is not None
+    assert f"{read.name}@{shape_of(_report)}:" in key

@@ -33,7 +33,7 @@ CONTRACT = [
     "REDIS_URL", "CACHE_TTL_SHORT", "CACHE_TTL_MEDIUM", "CACHE_TTL_LONG", "CACHE_TTL_VERY_LONG",
     "SENTRY_DSN", "SENTRY_ENVIRONMENT", "SENTRY_RELEASE", "SENTRY_TRACES_SAMPLE_RATE",
     "SENTRY_PROFILES_SAMPLE_RATE", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "METRICS_TOKEN",
-    "HEALTH_TOKEN", "EMAIL_URL",
+    "HEALTH_TOKEN", "EMAIL_URL", "DATABASE_REPLICA_URL",
 ]  # fmt: skip
 
 
@@ -183,3 +183,57 @@ def test_in_production_pages_redirect_to_https_but_probes_and_scrapes_do_not():
     assert result.returncode == 0, result.stderr
 
     assert json.loads(result.stdout.splitlines()[-1]) == {"/health/live": 200, "/dashboard/": 301, "/metrics": 401}
+
+
+REPLICA_DUMP = """
+import json, django
+from django.conf import settings
+django.setup()
+from django.db import router
+replica = settings.DATABASES["replica"]
+print(json.dumps({
+    "engine": replica["ENGINE"],
+    "host": replica["HOST"],
+    "test": replica["TEST"]["MIRROR"],
+    "pool_timeout": replica["OPTIONS"]["pool"]["timeout"],
+    "migrate": {alias: router.allow_migrate(alias, "members") for alias in ("default", "replica")},
+}))
+"""
+
+
+def test_a_read_replica_is_a_second_pooled_postgresql_alias_that_is_never_migrated():
+    result = run_python(
+        REPLICA_DUMP,
+        DATABASE_URL="postgres://portal@db.internal:5432/portal",
+        DATABASE_REPLICA_URL="postgres://reader:secret@replica.internal:5432/portal",
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "engine": "django_prometheus.db.backends.postgresql",
+        "host": "replica.internal",
+        "test": "default",  # a test database has no replica: tests read the primary
+        "pool_timeout": 2,  # a replica that does not answer is skipped quickly, not waited on
+        "migrate": {"default": True, "replica": False},
+    }
+
+
+@pytest.mark.parametrize(
+    ("primary", "replica"),
+    [
+        ("postgres://portal@db.internal:5432/portal", "sqlite:////tmp/replica.sqlite3"),
+        ("", "postgres://reader@replica.internal:5432/portal"),  # the primary is SQLite
+    ],
+)
+def test_a_read_replica_needs_postgresql_on_both_sides(primary, replica):
+    message = start_up_error(DATABASE_URL=primary, DATABASE_REPLICA_URL=replica)
+    assert message == (
+        "django.core.exceptions.ImproperlyConfigured: DATABASE_REPLICA_URL is not valid: "
+        "a read replica needs PostgreSQL, in it and in DATABASE_URL."
+    )
+
+
+def test_a_malformed_read_replica_url_is_named():
+    message = start_up_error(DATABASE_REPLICA_URL="mysql://portal@db.internal/portal")
+    assert message.startswith(
+        "django.core.exceptions.ImproperlyConfigured: DATABASE_REPLICA_URL is not valid: expected"
+    )
