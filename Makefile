@@ -20,7 +20,7 @@ PYTEST_ARGS ?=
 # Browser tests (marked `browser`) drive this Chromium; they are skipped without it.
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: help install run serve migrate demo test lint format clean
+.PHONY: help install run serve migrate demo test lint format lighthouse clean
 
 help:
 	@echo "make run      set up, load demo data and serve on http://$(HOST):$(PORT)"
@@ -29,6 +29,7 @@ help:
 	@echo "make lint     ruff check, ruff format --check, mypy"
 	@echo "make migrate  apply database migrations"
 	@echo "make format   format the code with ruff"
+	@echo "make lighthouse  Lighthouse budgets on the member pages of a seeded production server (npm, Chromium)"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed: install it or set PYTHON=/path/to/python3.11" >&2; exit 1; }
@@ -69,5 +70,20 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Lighthouse and web-vitals, at the versions of package-lock.json (npm ci, again whenever it changes).
+NODE_STAMP := node_modules/.installed
+
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "Node.js 18.16 or newer and npm are needed: sudo apt-get install nodejs npm" >&2; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# tools/lighthouse/run.py: seeds var/lighthouse/db.sqlite3, serves it under gunicorn (DEBUG off),
+# runs Lighthouse once per page in Debian's Chromium, fails on any page over budget; reports in
+# var/lighthouse/.
+lighthouse: $(STAMP) $(NODE_STAMP)
+	@test -x $(CHROMIUM) || { echo "Lighthouse drives Debian's Chromium: sudo apt-get install chromium fonts-dejavu-core" >&2; exit 1; }
+	CHROME_PATH=$(CHROMIUM) $(BIN)/python tools/lighthouse/run.py
+
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var node_modules .pytest_cache .mypy_cache .ruff_cache

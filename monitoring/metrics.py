@@ -4,10 +4,11 @@ metrics, and the exposition that `/metrics` serves.
 Two kinds, kept apart because of how gunicorn runs us:
 
 - Counted in each process (counters and histograms): request latency by member tier, SQL queries
-  per request by view, cache reads per tier, API token authentication failures and rate-limit
-  refusals. Under gunicorn, prometheus_client's multiprocess mode (`PROMETHEUS_MULTIPROC_DIR`,
-  set up by `deploy/gunicorn.conf.py`) keeps each worker's values in a file and the scrape adds
-  them up, so a counter equals what all workers counted together.
+  per request by view, cache reads per tier, API token authentication failures, rate-limit
+  refusals, and the Web Vitals that members' browsers report. Under gunicorn, prometheus_client's
+  multiprocess mode (`PROMETHEUS_MULTIPROC_DIR`, set up by `deploy/gunicorn.conf.py`) keeps each
+  worker's values in a file and the scrape adds them up, so a counter equals what all workers
+  counted together.
 - Read at scrape time, once, by the process that answers the scrape (`ScrapeCollector`): the
   business numbers, the Stripe webhook status, and the health checks of monitoring/checks.py
   that say whether the portal can serve (readiness, with the database's latency) and memory.
@@ -80,6 +81,52 @@ RATE_LIMITED = Counter(
     "API requests refused 429, by the limit they exceeded (ip or token).",
     ["limit"],
 )
+
+
+# Web Vitals reported by members' browsers (monitoring/vitals.py), by page (its URL name, as the
+# `view` label of the request metrics) and member tier. Seconds, but CLS, which has no unit.
+# Bucket edges sit on the alert targets (p75 of FCP 1.5 s, LCP 2.0 s, CLS 0.1) and on Google's
+# good/poor thresholds, so histogram_quantile's interpolation never blurs a target.
+_VITALS_LABELS = ["page", "member_tier"]
+WEB_VITALS = {
+    "FCP": Histogram(
+        "portal_web_vitals_fcp_seconds",
+        "First Contentful Paint in members' browsers, by page and member tier (target: p75 under 1.5 s).",
+        _VITALS_LABELS,
+        buckets=(0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.8, 2.5, 3.0, 4.0, 6.0, 10.0),
+    ),
+    "LCP": Histogram(
+        "portal_web_vitals_lcp_seconds",
+        "Largest Contentful Paint in members' browsers, by page and member tier (target: p75 under 2 s).",
+        _VITALS_LABELS,
+        buckets=(0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 10.0),
+    ),
+    "CLS": Histogram(
+        "portal_web_vitals_cls",
+        "Cumulative Layout Shift in members' browsers (no unit), by page and member tier (target: p75 under 0.1).",
+        _VITALS_LABELS,
+        buckets=(0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0),
+    ),
+    "INP": Histogram(
+        "portal_web_vitals_inp_seconds",
+        "Interaction to Next Paint in members' browsers, by page and member tier (good: under 200 ms).",
+        _VITALS_LABELS,
+        buckets=(0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0),
+    ),
+    "TTFB": Histogram(
+        "portal_web_vitals_ttfb_seconds",
+        "Time to First Byte as members' browsers saw it, by page and member tier (good: under 800 ms).",
+        _VITALS_LABELS,
+        buckets=(0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.8, 3.0, 6.0),
+    ),
+}
+
+
+def observe_web_vital(name: str, value: float, *, page: str, member_tier: str) -> None:
+    """Record one validated value (monitoring.vitals): `name` one of WEB_VITALS, `value` in the
+    histogram's unit."""
+    WEB_VITALS[name].labels(page=page, member_tier=member_tier).observe(value)
+
 
 _CACHE_RESULTS = {"hits": "hit", "misses": "miss"}
 

@@ -9,12 +9,15 @@
 | `/api/health/advanced` | staff or the token | database latency, cache stats per tier, memory, traffic |
 
 Every answer is `never_cache`d: a proxy must never serve an old health answer.
+
+And `/vitals/`, where member pages send the Web Vitals their browser measured (monitoring/vitals.py).
 """
 
 from __future__ import annotations
 
 import hmac
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
@@ -23,13 +26,18 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
 from monitoring import checks
 from monitoring.health import State, public_report, run_checks
 from monitoring.metrics import exposition as metrics_exposition
+from monitoring.metrics import observe_web_vital
 from monitoring.traffic import recent_requests
+from monitoring.vitals import MAX_BODY_BYTES, BeaconRefused, parse_beacon
+from portal import ratelimit
 from portal.cache import stats as cache_stats
+from portal.proxies import client_ip
 
 
 @require_GET
@@ -184,3 +192,61 @@ def metrics(request: HttpRequest) -> HttpResponse:
             return response
     body, content_type = metrics_exposition()
     return HttpResponse(body, content_type=content_type)
+
+
+# --- Web Vitals beacons --------------------------------------------------------------------------
+
+# navigator.sendBeacon sends a string as text/plain; a Blob could say application/json.
+_BEACON_CONTENT_TYPES = frozenset({"text/plain", "application/json"})
+
+
+def _refuse(status: int, code: str, message: str) -> JsonResponse:
+    return JsonResponse({"code": code, "message": message}, status=status)
+
+
+def _from_our_page(request: HttpRequest) -> bool:
+    """The Origin header names this host. Browsers send it on every POST, so a page of another
+    site cannot post here in its visitor's name; tools without it are refused too. Only the host
+    is compared, not the scheme: behind the TLS proxy the page's own origin is https while a
+    misconfigured proxy header could make the request look like http, and neither changes who
+    sent it."""
+    origin = request.headers.get("Origin", "")
+    return bool(origin) and origin != "null" and urlsplit(origin).netloc == request.get_host()
+
+
+@csrf_exempt
+@never_cache
+def web_vitals(request: HttpRequest) -> HttpResponse:
+    """Record a beacon of Web Vitals from a member page: 204, or a JSON refusal with a stable
+    `code`, having recorded nothing.
+
+    Exempt from CSRF on purpose: `navigator.sendBeacon` cannot send the CSRF header, and this
+    endpoint is a write-only metrics sink that changes no member data and answers nothing secret.
+    It is protected instead by the Origin check (`_from_our_page`), the Content-Type and size
+    checks, strict bounds on every value and label (`parse_beacon`), and a rate limit per client
+    IP (`WEB_VITALS_RATE_LIMIT_PER_IP`). The view itself runs no query; a member's session cookie
+    costs the one that SessionTimeoutMiddleware spends loading the member on every request."""
+    if request.method != "POST":
+        response = _refuse(405, "method_not_allowed", "Send beacons with POST.")
+        response["Allow"] = "POST"
+        return response
+    decision = ratelimit.hit(ratelimit.vitals_limit(), client_ip(request) or "unknown")
+    if decision is not None and not decision.allowed:
+        return ratelimit.rate_limited_response(decision, [decision])
+    try:
+        length = int(request.headers.get("Content-Length") or 0)
+    except ValueError:
+        length = MAX_BODY_BYTES + 1
+    if length > MAX_BODY_BYTES:
+        return _refuse(413, "body_too_large", f"A beacon is at most {MAX_BODY_BYTES} bytes.")
+    if request.content_type not in _BEACON_CONTENT_TYPES:
+        return _refuse(415, "unsupported_media_type", "Send the beacon as JSON, in text/plain or application/json.")
+    if not _from_our_page(request):
+        return _refuse(403, "cross_origin", "Beacons are accepted from the portal's own pages only.")
+    try:
+        beacon = parse_beacon(request.body)
+    except BeaconRefused as refused:
+        return _refuse(400, refused.code, refused.message)
+    for measurement in beacon.measurements:
+        observe_web_vital(measurement.name, measurement.value, page=beacon.page, member_tier=beacon.member_tier)
+    return HttpResponse(status=204)

@@ -6,9 +6,9 @@ window plus the previous window's count weighted by how much of it still overlap
 the burst a plain fixed window allows at its boundary, at the cost of one more cache read.
 
 Two limits apply to `/api/v1/`: one per client IP (every request, before authentication, so
-guessing tokens is slowed too) and one per token (after authentication). Responses carry the
-`RateLimit-Policy` and `RateLimit` headers of the IETF draft, and a refused request also gets
-`Retry-After`.
+guessing tokens is slowed too) and one per token (after authentication). Another, per client IP,
+applies to the Web Vitals beacons of `/vitals/`. Responses carry the `RateLimit-Policy` and
+`RateLimit` headers of the IETF draft, and a refused request also gets `Retry-After`.
 
 When the cache is down, requests are let through (the limiter fails open): availability of
 the API matters more than limits during a Redis outage, which monitoring reports on its own.
@@ -115,6 +115,11 @@ def token_limit() -> Limit:
 
 def ip_limit() -> Limit:
     return Limit("ip", settings.API_RATE_LIMIT_PER_IP, 60)
+
+
+def vitals_limit() -> Limit:
+    """Web Vitals beacons per client IP (monitoring.views.web_vitals): a page view sends one or two."""
+    return Limit("vitals", settings.WEB_VITALS_RATE_LIMIT_PER_IP, 60)
 
 
 def _record(request: HttpRequest, decision: Decision | None) -> None:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import django_stubs_ext
 import environ
+from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 # Lets generic Django classes (ModelAdmin[Member], forms) be subscripted at run time, as the
@@ -95,6 +96,7 @@ INSTALLED_APPS = [
     "allauth.account",
     "allauth.mfa",
     "ninja",  # serves the API docs' Swagger UI from our own static files, not a CDN
+    "csp",  # django-csp: the Content-Security-Policy header (its system checks; the middleware below)
     "django_prometheus",
     "members",
     "subscriptions",
@@ -110,6 +112,8 @@ MIDDLEWARE = [
     "monitoring.traffic.RecentRequestsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # After whitenoise: pages get the policy and their nonce (`request.csp_nonce`), static files not.
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -138,6 +142,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # Where and how often member pages report their Web Vitals (monitoring/vitals.py).
+                "monitoring.vitals.web_vitals",
             ],
         },
     },
@@ -422,6 +428,28 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
+# Content-Security-Policy (django-csp) on every page, DEBUG or not. Everything comes from our own
+# origin: no inline script or style anywhere, so neither is allowed; the one script tag a page has
+# (static/js/vitals.js) also carries the request's nonce, which the script hands on to the
+# web-vitals library it loads. Images may be data: URIs (allauth's TOTP QR code, the admin's and
+# Swagger UI's icons). Forms post to ourselves, or are redirected on to Stripe's hosted Checkout
+# and billing portal (form-action also governs the redirect after a submit).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF, "https://checkout.stripe.com", "https://billing.stripe.com"],
+    }
+}
+
+
 # --- Integrations (read here, used by the subscriptions and monitoring apps) ------------------
 
 
@@ -461,6 +489,12 @@ STRIPE_API_BASE = _read("STRIPE_API_BASE", _http_url, "https://api.stripe.com")
 STRIPE_WEBHOOK_TOLERANCE = 300
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 HEALTH_TOKEN = env.str("HEALTH_TOKEN", default="")
+
+# Web Vitals from members' browsers (monitoring/vitals.py): the share of page views that report
+# them, decided in the browser per page view; and beacons accepted per client IP and minute.
+WEB_VITALS_SAMPLE_RATE = _read("WEB_VITALS_SAMPLE_RATE", _rate, 0.1)
+WEB_VITALS_RATE_LIMIT_PER_IP = _read("WEB_VITALS_RATE_LIMIT_PER_IP", _positive_int, 60)
+
 
 SENTRY_DSN = _read("SENTRY_DSN", _sentry_dsn, "")
 SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="development" if DEBUG else "production")

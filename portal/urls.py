@@ -33,4 +33,5 @@ urlpatterns = [
     path("api/health", monitoring_views.api_health, name="api-health"),
     path("api/health/advanced", monitoring_views.api_health_advanced, name="api-health-advanced"),
     path("metrics", monitoring_views.metrics, name="metrics"),
+    path("vitals/", monitoring_views.web_vitals, name="web-vitals"),
 ]

@@ -6,8 +6,10 @@ thread of this process, so mail sent by the pages lands in `django.core.mail.out
 
 `checkpoint(step)` is what a test calls on every page it visits: it saves a full-page
 screenshot to `test-artifacts/screenshots/<test>-<NN>-<step>.png` and fails the test on any
-serious or critical axe-core violation, or on a server error or a broken stylesheet behind
-the page.
+serious or critical axe-core violation, on a server error or a broken stylesheet behind the
+page, or on any Content-Security-Policy violation seen since the test began. The browser
+enforces the portal's real policy (Playwright's `bypass_csp` stays off), and every test that
+ends with a violation fails even without a checkpoint after it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Browser, Page, Response, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Response, sync_playwright
 
 from tests.conftest import CHROMIUM
 
@@ -75,16 +77,48 @@ def browser() -> Iterator[Browser]:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
+# Runs in every document before its own scripts (Playwright's init scripts are not subject to
+# the page's CSP) and reports each violation through the console, where `_Problems` hears it.
+_REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  console.error(`CSP violation: ${event.effectiveDirective} blocked ${event.blockedURI || "inline"}`
+    + ` at ${event.sourceFile || event.documentURI}:${event.lineNumber} (${event.sample || "no sample"})`);
+});
+"""
+
+
+@pytest.fixture(autouse=True)
+def _every_page_view_reports_web_vitals(settings: Any) -> None:
+    """Each page loads the web-vitals library and sends its beacon (static/js/vitals.js), so every
+    browser test also runs them under the CSP."""
+    settings.WEB_VITALS_SAMPLE_RATE = 1.0
+
+
 @dataclass
 class _Problems:
-    """Responses behind the pages that a person would see as broken."""
+    """Responses behind the pages that a person would see as broken, and CSP violations."""
 
     seen: list[str] = field(default_factory=list)
+    csp_violations: list[str] = field(default_factory=list)
 
     def watch(self, response: Response) -> None:
         request = response.request
         if response.status >= 500 or (response.status >= 400 and request.resource_type != "document"):
             self.seen.append(f"{response.status} {request.method} {response.url} ({request.resource_type})")
+
+    def listen(self, message: ConsoleMessage) -> None:
+        # Chromium's own report ("Refused to ... because it violates the following Content Security
+        # Policy directive") and the init script's, so nothing slips past either.
+        text = message.text
+        if message.type == "error" and ("CSP violation" in text or "Content Security Policy" in text):
+            self.csp_violations.append(f"{text} ({message.location.get('url', '')})")
+
+
+def assert_no_csp_violations(problems: _Problems, where: str) -> None:
+    if problems.csp_violations:
+        pytest.fail(
+            f"Content-Security-Policy violations by {where}:\n" + "\n".join(problems.csp_violations), pytrace=False
+        )
 
 
 @pytest.fixture
@@ -94,15 +128,19 @@ def page(browser: Browser, live_server: Any, request: pytest.FixtureRequest) -> 
         base_url=live_server.url, viewport={"width": 1280, "height": 800}, locale="en-US", timezone_id="UTC"
     )
     context.set_default_timeout(5_000)
+    context.add_init_script(_REPORT_CSP_VIOLATIONS)
     page = context.new_page()
     problems = _Problems()
     page.on("response", problems.watch)
+    page.on("console", problems.listen)
     request.node.stash[_problems] = problems
     yield page
     reports = request.node.stash.get(_reports, {})
     if "call" in reports and reports["call"].failed:
         _screenshot(page, f"{_test_name(request)}-failed")
     context.close()
+    if "call" in reports and reports["call"].passed:
+        assert_no_csp_violations(problems, request.node.name)
 
 
 def _test_name(request: pytest.FixtureRequest) -> str:
@@ -152,6 +190,7 @@ def checkpoint(page: Page, request: pytest.FixtureRequest) -> Callable[[str], No
         _screenshot(page, f"{name}-{steps:02d}-{step}")
         if problems.seen:
             pytest.fail(f"broken responses behind {step} ({page.url}):\n" + "\n".join(problems.seen), pytrace=False)
+        assert_no_csp_violations(problems, f"{step} ({page.url}) or a page before it")
         assert_accessible(page, step)
 
     return check

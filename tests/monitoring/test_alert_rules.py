@@ -139,6 +139,14 @@ EXPOSED = {
     "portal_stripe_last_webhook_timestamp_seconds",
     "portal_stripe_webhook_failed_events",
     "portal_stripe_drifted_subscriptions",
+    "portal_web_vitals_fcp_seconds_bucket",
+    "portal_web_vitals_fcp_seconds_count",
+    "portal_web_vitals_lcp_seconds_bucket",
+    "portal_web_vitals_lcp_seconds_count",
+    "portal_web_vitals_cls_bucket",
+    "portal_web_vitals_cls_count",
+    "portal_web_vitals_inp_seconds_bucket",
+    "portal_web_vitals_ttfb_seconds_bucket",
 }
 # Samples that appear only once there is something to say: Prometheus's own `up`, and the
 # Stripe times and drift before the first webhook event or reconciliation.

@@ -10,6 +10,7 @@ import re
 import signal
 import time
 import types
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from unittest.mock import patch
 
@@ -98,6 +99,32 @@ def test_what_a_dead_worker_counted_stays_in_the_sum(portal: Portal):
     time.sleep(1)  # the new worker loads the app
     send(portal, 10)
     assert served(portal) - before == 30
+
+
+def beacon(portal: Portal, body: bytes) -> int:
+    """A Web Vitals beacon as a member's browser sends it, through the TLS proxy."""
+    request = urllib.request.Request(portal.url + "/vitals/", data=body, method="POST")  # noqa: S310 (loopback)
+    request.add_header("Content-Type", "text/plain;charset=UTF-8")
+    request.add_header("Origin", f"https://127.0.0.1:{portal.port}")
+    request.add_header("X-Forwarded-Proto", "https")
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (loopback)
+        return int(response.status)
+
+
+def test_web_vitals_histograms_add_up_across_the_workers(portal: Portal):
+    # Multiprocess mode: each worker observes into its own files, the scrape sums them.
+    labels = (("member_tier", "basic"), ("page", "tokens"))
+    count, total = ("portal_web_vitals_lcp_seconds_count", labels), ("portal_web_vitals_lcp_seconds_sum", labels)
+    before = portal.scrape()
+    body = b'{"page": "tokens", "tier": "basic", "metrics": [{"name": "LCP", "value": 500}]}'
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(lambda _: beacon(portal, body), range(40)))
+    assert statuses == [204] * 40
+    after = portal.scrape()
+    assert after[count] - before.get(count, 0.0) == 40
+    assert after[total] - before.get(total, 0.0) == pytest.approx(20.0)
+    pids = set(re.findall(r'"POST /vitals/ HTTP/1.1" 204 .* pid=<(\d+)>', portal.log.read_text()))
+    assert len(pids) == 2, pids
 
 
 def _gunicorn_conf() -> types.ModuleType:

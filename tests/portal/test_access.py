@@ -41,6 +41,8 @@ PUBLIC: dict[str, str] = {
     "(exact match: /api/health/advanced is staff-only; tests/monitoring/test_health.py)",
     "metrics": "Prometheus exposition for the bearer METRICS_TOKEN only, never a session: 401 without it, "
     "404 in production when no token is set (tests/monitoring/test_metrics.py)",
+    "vitals/": "Web Vitals beacons from the portal's own pages, logged in or not: write-only metrics, "
+    "checked for origin, size and values and rate limited per IP (tests/monitoring/test_web_vitals.py)",
 }
 EXACT_PUBLIC = {"", "health/ready", "api/health"}
 
