@@ -2,8 +2,9 @@
 `gunicorn -c deploy/gunicorn.conf.py`. Every setting can be changed from the environment.
 
 GUNICORN_BIND (127.0.0.1:8000), GUNICORN_WORKERS (2 x CPUs + 1, counting a container's CPU
-limit), GUNICORN_TIMEOUT (30 s), GUNICORN_GRACEFUL_TIMEOUT (30 s), GUNICORN_KEEPALIVE (5 s),
-GUNICORN_LOGLEVEL (info), PROMETHEUS_MULTIPROC_DIR (var/prometheus): see .env.example.
+limit), GUNICORN_THREADS (4 per worker), GUNICORN_TIMEOUT (30 s), GUNICORN_GRACEFUL_TIMEOUT
+(30 s), GUNICORN_KEEPALIVE (5 s), GUNICORN_LOGLEVEL (info), PROMETHEUS_MULTIPROC_DIR
+(var/prometheus): see .env.example.
 
 Metrics: each worker is its own process, so prometheus_client runs in multiprocess mode: every
 worker writes its counters to files in PROMETHEUS_MULTIPROC_DIR and a scrape, answered by any
@@ -66,6 +67,11 @@ wsgi_app = "portal.wsgi:application"
 chdir = str(BASE_DIR)
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000").split(",")
 workers = _int("GUNICORN_WORKERS", 2 * _cpus() + 1)
+# Threaded workers: a request stuck on a dependency (a database restarting) holds one thread, not
+# the whole worker, so the probes and the other requests of that worker still get answered. Each
+# worker's database pool is shared by its threads: keep DATABASE_POOL_MAX at least this.
+worker_class = "gthread"
+threads = _int("GUNICORN_THREADS", 4)
 # A request running longer than this is stuck: its worker is killed and replaced.
 timeout = _int("GUNICORN_TIMEOUT", 30)
 # On SIGTERM (a deploy), workers finish the requests they have for up to this long.

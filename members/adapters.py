@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from allauth.account.adapter import DefaultAccountAdapter
@@ -9,6 +10,21 @@ from django.db import transaction
 from django.http import HttpRequest
 
 from members.models import Member, Profile
+from portal.proxies import client_ip
+from portal.ratelimit import Limit, hit, peek
+
+# Failed logins (the admin's too: staff log in through the same form). Counted by the portal's
+# own limiter, which lets logins through while the cache is down; allauth's limiter, turned off
+# for logins in settings, would refuse every login during a Redis outage (docs/reliability.md).
+LOGIN_FAILURES_PER_IP = Limit("login_failed_ip", 10, 60)
+LOGIN_FAILURES_PER_ACCOUNT = Limit("login_failed_account", 5, 300)
+
+
+def _login_limits(request: HttpRequest, credentials: dict[str, Any]) -> list[tuple[Limit, str]]:
+    login = str(credentials.get("email") or credentials.get("username") or "").strip().lower()
+    # The account by a hash of the address typed: no email address in a cache key.
+    account = hashlib.sha256(login.encode()).hexdigest()[:32]
+    return [(LOGIN_FAILURES_PER_IP, client_ip(request) or "unknown"), (LOGIN_FAILURES_PER_ACCOUNT, account)]
 
 
 class AccountAdapter(DefaultAccountAdapter):  # type: ignore[misc]
@@ -20,3 +36,15 @@ class AccountAdapter(DefaultAccountAdapter):  # type: ignore[misc]
             if commit:
                 Profile.objects.get_or_create(member=member)
         return member
+
+    def pre_authenticate(self, request: HttpRequest, **credentials: Any) -> None:
+        """Refuse a login attempt, even with the right password, while its address or account is
+        over its failure limit; unknown accounts are counted like known ones."""
+        for limit, subject in _login_limits(request, credentials):
+            decision = peek(limit, subject)
+            if decision is not None and not decision.allowed:
+                raise self.validation_error("too_many_login_attempts")
+
+    def authentication_failed(self, request: HttpRequest, **credentials: Any) -> None:
+        for limit, subject in _login_limits(request, credentials):
+            hit(limit, subject)

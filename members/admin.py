@@ -387,7 +387,7 @@ class MemberAdmin(BigListAdmin[Member], CsvExportAdmin[Member], UserAdmin[Member
         (None, {"fields": ("email", "password")}),
         ("Membership", {"fields": ("status", "tier", "activity")}),
         ("Permissions", {"fields": ("is_staff", "is_superuser", "groups", "user_permissions")}),
-        ("Dates", {"fields": ("last_login", "created_at", "updated_at")}),
+        ("Dates", {"fields": ("last_login", "created_at", "updated_at", "deletion_scheduled_for")}),
     )
     add_fieldsets = (
         (
@@ -398,7 +398,7 @@ class MemberAdmin(BigListAdmin[Member], CsvExportAdmin[Member], UserAdmin[Member
             },
         ),
     )
-    readonly_fields = ("tier", "activity", "last_login", "created_at", "updated_at")
+    readonly_fields = ("tier", "activity", "last_login", "created_at", "updated_at", "deletion_scheduled_for")
     # `subscriptions.admin` registers this again with the member's subscriptions after the profile.
     inlines: ClassVar[tuple[type[InlineModelAdmin[Any, Any]], ...]] = (
         ProfileInline,

@@ -108,7 +108,31 @@ class ApiTokenForm(forms.Form):
         return [TokenScope(scope) for scope in self.cleaned_data["scopes"]]
 
 
-class ActivityFilterForm(forms.Form):
-    """The activity page's filter, read from the query string so a filtered page can be linked."""
+ACTIVITY_FILTER_CHOICES = [("", "All actions"), *Action.choices]
 
-    action = forms.ChoiceField(choices=[("", "All actions"), *Action.choices], required=False)
+
+class ActivityFilterForm(forms.Form):
+    """The activity page's filter, read from the query string so a filtered page can be linked.
+    The page writes its select out from ACTIVITY_FILTER_CHOICES (templates/members/activity.html)."""
+
+    action = forms.ChoiceField(choices=ACTIVITY_FILTER_CHOICES, required=False)
+
+
+class ConfirmPasswordForm(forms.Form):
+    """The member's current password, asked again before something that cannot be taken back."""
+
+    password = forms.CharField(
+        label="Your password",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )
+
+    def __init__(self, *args: Any, member: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.member = member
+
+    def clean_password(self) -> str:
+        password: str = self.cleaned_data["password"]
+        if not self.member.check_password(password):
+            raise forms.ValidationError("That is not your password.", code="wrong_password")
+        return password

@@ -97,6 +97,13 @@ class Member(AbstractBaseUser, PermissionsMixin):
         editable=False,
         help_text="Moved on to end every session of the member at once: each session holds a hash of it.",
     )
+    deletion_scheduled_for = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="When the member asked to delete their account: the moment it will be deleted, unless they "
+        "log in and keep it before then.",
+    )
 
     objects: ClassVar[MemberManager] = MemberManager()
 
@@ -121,6 +128,12 @@ class Member(AbstractBaseUser, PermissionsMixin):
             models.Index(fields=["status"], name="member_status_idx"),
             # Admin filter "staff status: yes": the few staff among 100k members.
             models.Index(fields=["is_staff"], name="member_staff_idx", condition=Q(is_staff=True)),
+            # purge_deleted_members: the few accounts whose deletion is due.
+            models.Index(
+                fields=["deletion_scheduled_for"],
+                name="member_deletion_due_idx",
+                condition=Q(deletion_scheduled_for__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -283,6 +296,10 @@ class Action(models.TextChoices):
     STATUS_CHANGED = "status_changed", "Account status changed"
     # On the staff member's own log: what they exported from the admin.
     DATA_EXPORTED = "data_exported", "Exported data from the admin"
+    # The member's own data and account.
+    ACCOUNT_EXPORTED = "account_exported", "Downloaded their data"
+    DELETION_REQUESTED = "deletion_requested", "Asked to delete their account"
+    DELETION_CANCELLED = "deletion_cancelled", "Kept their account (deletion cancelled)"
 
 
 class ActivityLogQuerySet(models.QuerySet["ActivityLog"]):

@@ -212,3 +212,73 @@ def record_export(*, actor: Member, model: str, rows: str, ip: str | None = None
         user_agent=user_agent,
         detail={"model": model, "rows": rows, **actor_detail(actor)},
     )
+
+
+# --- Deleting an account ---------------------------------------------------------------------
+
+
+@transaction.atomic
+def schedule_deletion(*, member: Member, at: dt.datetime, ip: str | None = None, user_agent: str = "") -> bool:
+    """The member asked to delete their account: it is deleted at `at` (by `delete_member`,
+    from `purge_deleted_members`) unless they log in and keep it before then. Every session
+    ends and every API token is revoked now, so nothing acts for them in the meantime. Returns
+    False, changing nothing, if a deletion is already scheduled (a double submit)."""
+    locked = Member.objects.select_for_update().get(pk=member.pk)
+    if locked.deletion_scheduled_for is not None:
+        return False
+    locked.deletion_scheduled_for = at
+    locked.session_epoch += 1
+    update_member(member=locked, fields=["deletion_scheduled_for", "session_epoch"])
+    revoked = revoke_member_api_tokens(member=locked, actor=None, ip=ip, user_agent=user_agent)
+    record_activity(
+        member=locked,
+        action=Action.DELETION_REQUESTED,
+        ip=ip,
+        user_agent=user_agent,
+        detail={"scheduled_for": at.isoformat(), "tokens_revoked": revoked},
+    )
+    member.deletion_scheduled_for, member.session_epoch = locked.deletion_scheduled_for, locked.session_epoch
+    return True
+
+
+@transaction.atomic
+def cancel_deletion(*, member: Member, ip: str | None = None, user_agent: str = "") -> bool:
+    """The member keeps their account. Returns False if no deletion was scheduled. Revoked
+    tokens stay revoked: the member makes new ones."""
+    locked = Member.objects.select_for_update().get(pk=member.pk)
+    scheduled = locked.deletion_scheduled_for
+    if scheduled is None:
+        return False
+    locked.deletion_scheduled_for = None
+    update_member(member=locked, fields=["deletion_scheduled_for"])
+    record_activity(
+        member=locked,
+        action=Action.DELETION_CANCELLED,
+        ip=ip,
+        user_agent=user_agent,
+        detail={"was_scheduled_for": scheduled.isoformat()},
+    )
+    member.deletion_scheduled_for = None
+    return True
+
+
+def members_due_for_deletion(*, at: dt.datetime) -> list[int]:
+    return list(
+        Member.objects.filter(deletion_scheduled_for__lte=at)
+        .order_by("deletion_scheduled_for")
+        .values_list("pk", flat=True)
+    )
+
+
+@transaction.atomic
+def delete_member(*, member_id: int, at: dt.datetime) -> bool:
+    """Delete a member whose deletion is due, with everything that is theirs: profile, tokens,
+    activity log, subscriptions, email addresses and second factors (by cascade). Returns False
+    if it is not due (any more): they kept the account, or another run deleted it first."""
+    member = Member.objects.select_for_update().filter(pk=member_id, deletion_scheduled_for__lte=at).first()
+    if member is None:
+        return False
+    member.delete()
+    invalidate_on_commit(MEMBER, member_id)
+    invalidate_on_commit(STAFF)
+    return True

@@ -5,10 +5,11 @@ Each limit is a sliding window approximated from two fixed windows: the count of
 window plus the previous window's count weighted by how much of it still overlaps. That smooths
 the burst a plain fixed window allows at its boundary, at the cost of one more cache read.
 
-Two limits apply to `/api/v1/`: one per client IP (every request, before authentication, so
-guessing tokens is slowed too) and one per token (after authentication). Another, per client IP,
-applies to the Web Vitals beacons of `/vitals/`. Responses carry the `RateLimit-Policy` and
-`RateLimit` headers of the IETF draft, and a refused request also gets `Retry-After`.
+Three limits apply to `/api/v1/`: one per client IP (every request, before authentication), one
+per token (after authentication), and one on the requests refused 401 per client IP, which
+stops an address that guesses tokens. Another, per client IP, applies to the Web Vitals beacons
+of `/vitals/`. Responses carry the `RateLimit-Policy` and `RateLimit` headers of the IETF draft,
+and a refused request also gets `Retry-After`.
 
 When the cache is down, requests are let through (the limiter fails open): availability of
 the API matters more than limits during a Redis outage, which monitoring reports on its own.
@@ -109,12 +110,35 @@ def hit(limit: Limit, subject: str) -> Decision | None:
     return Decision(limit, allowed, max(0, math.floor(limit.quota - used)), reset)
 
 
+def peek(limit: Limit, subject: str) -> Decision | None:
+    """Where `subject` stands against `limit`, without counting a request. Refused once the count
+    has reached the quota: the next one counted would be over. None when the cache is down."""
+    now = time.time()
+    window = int(now // limit.window)
+    counts = cache.get_many([f"rl:{limit.name}:{subject}:{window}", f"rl:{limit.name}:{subject}:{window - 1}"])
+    current = int(counts.get(f"rl:{limit.name}:{subject}:{window}") or 0)
+    previous = int(counts.get(f"rl:{limit.name}:{subject}:{window - 1}") or 0)
+    elapsed = now - window * limit.window
+    used = current + previous * (1 - elapsed / limit.window)
+    allowed = used < limit.quota
+    reset = math.ceil(limit.window - elapsed)
+    if not allowed and previous and current < limit.quota:
+        reset = math.ceil((used - limit.quota + 1) / previous * limit.window)
+    return Decision(limit, allowed, max(0, math.floor(limit.quota - used)), max(1, reset))
+
+
 def token_limit() -> Limit:
     return Limit("token", settings.API_RATE_LIMIT_PER_TOKEN, 60)
 
 
 def ip_limit() -> Limit:
     return Limit("ip", settings.API_RATE_LIMIT_PER_IP, 60)
+
+
+def auth_failure_limit() -> Limit:
+    """Requests refused for want of a valid token (401), per client IP over five minutes: far
+    below the IP limit, so guessing tokens stops long before the IP limit would stop it."""
+    return Limit("auth_failures", settings.API_AUTH_FAILURES_PER_IP, 300)
 
 
 def vitals_limit() -> Limit:
@@ -159,11 +183,19 @@ class RateLimitMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if not request.path.startswith(API_PREFIX):
             return self.get_response(request)
-        decision = hit(ip_limit(), client_ip(request) or "unknown")
+        ip = client_ip(request) or "unknown"
+        failures = peek(auth_failure_limit(), ip)
+        if failures is not None and not failures.allowed:
+            # Refused before its token is even looked at: a valid one from this address waits too.
+            request_refused.send(sender=Limit, limit=failures.limit)
+            return rate_limited_response(failures, [failures])
+        decision = hit(ip_limit(), ip)
         _record(request, decision)
         if decision is not None and not decision.allowed:
             return rate_limited_response(decision, [decision])
         response = self.get_response(request)
+        if response.status_code == 401:
+            hit(auth_failure_limit(), ip)
         decisions: list[Decision] = getattr(request, "rate_limit_decisions", [])
         if decisions:
             for name, value in headers_for(decisions).items():

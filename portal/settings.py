@@ -111,6 +111,7 @@ MIDDLEWARE = [
     # Recent requests of this process, for /api/health/advanced (monitoring/traffic.py).
     "monitoring.traffic.RecentRequestsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "django_permissions_policy.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # After whitenoise: pages get the policy and their nonce (`request.csp_nonce`), static files not.
     "csp.middleware.CSPMiddleware",
@@ -157,9 +158,14 @@ if DATABASE_POOL_MIN > DATABASE_POOL_MAX:
     raise ImproperlyConfigured(
         f"DATABASE_POOL_MIN={DATABASE_POOL_MIN} is larger than DATABASE_POOL_MAX={DATABASE_POOL_MAX}."
     )
-# How long a request waits for a pooled connection. Long enough to ride out a PostgreSQL
-# restart (typically a few seconds) instead of failing every request that arrives meanwhile.
-DATABASE_POOL_TIMEOUT = 30
+# How long a request waits for a pooled connection before failing. Short: while PostgreSQL is
+# down, a request that waited longer would only hold its worker thread (and the probes queued
+# behind it) to fail anyway; the drills in docs/reliability.md measured this.
+DATABASE_POOL_TIMEOUT = 2
+# How long the pool keeps retrying a broken connection in the background, with a growing delay
+# between tries, before it gives up and lets the next request try at once. Short, so that once
+# PostgreSQL is back the pool reconnects within seconds rather than after its backoff.
+DATABASE_POOL_RECONNECT_TIMEOUT = 5
 
 _POSTGRES_SCHEMES = {"postgres", "postgresql", "pgsql"}
 
@@ -176,6 +182,7 @@ def _database(raw: str) -> dict[str, Any]:
                 "min_size": DATABASE_POOL_MIN,
                 "max_size": DATABASE_POOL_MAX,
                 "timeout": DATABASE_POOL_TIMEOUT,
+                "reconnect_timeout": DATABASE_POOL_RECONNECT_TIMEOUT,
                 "max_lifetime": 30 * 60,
                 "max_idle": 5 * 60,
             },
@@ -251,6 +258,9 @@ def _redis_cache(raw: str) -> dict[str, Any]:
             # Short timeouts: a dead or hung Redis costs a request at most this long.
             "SOCKET_CONNECT_TIMEOUT": 0.5,
             "SOCKET_TIMEOUT": 0.5,
+            # After a failed or timed-out call, calls fail at once for a few seconds instead of
+            # each waiting its timeout against a hung Redis (portal/redis_breaker.py).
+            "CONNECTION_POOL_CLASS": "portal.redis_breaker.BreakerConnectionPool",
             # A Redis outage degrades to cache misses (served from the database) and is
             # logged through the `django_redis` logger instead of failing the request.
             "IGNORE_EXCEPTIONS": True,
@@ -318,10 +328,13 @@ ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Member Portal] "
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = "http" if DEBUG else "https"
 # Counted in the cache, so shared by every process once REDIS_URL is set. Values: attempts per
-# period, per client IP ("ip") and per account or email address ("key").
+# period, per client IP ("ip") and per account or email address ("key"); None turns one off.
 ACCOUNT_RATE_LIMITS = {
-    "login": "30/m/ip",
-    "login_failed": "10/m/ip,5/5m/key",
+    # Failed logins are limited by the portal's own limiter (members/adapters.py: 10 a minute
+    # per IP, 5 in 5 minutes per account), which fails open when the cache is down; allauth's
+    # would refuse every login then.
+    "login": None,
+    "login_failed": None,
     "signup": "20/m/ip",
     "reset_password": "20/m/ip,5/m/key",
     "reset_password_from_key": "20/m/ip",
@@ -336,6 +349,9 @@ MFA_TOTP_ISSUER = "Member Portal"
 # Staff must have passed a second factor in the current session to use /admin/ (portal/admin.py).
 # On by default in production; off by default with DEBUG on, so the local demo logs straight in.
 ADMIN_REQUIRE_MFA = _read("ADMIN_REQUIRE_MFA", _bool, not DEBUG)
+# Days between a member asking to delete their account and its deletion (portal/account.py);
+# they can log in and keep it meanwhile.
+ACCOUNT_DELETION_GRACE_DAYS = _read("ACCOUNT_DELETION_GRACE_DAYS", _positive_int, 14)
 
 # --- API ---------------------------------------------------------------------------------------
 
@@ -353,6 +369,9 @@ TRUSTED_PROXIES: list[str] = _read("TRUSTED_PROXIES", _networks, [])
 # Requests per minute, per API token and per client IP (portal/ratelimit.py).
 API_RATE_LIMIT_PER_TOKEN = _read("API_RATE_LIMIT_PER_TOKEN", _positive_int, 120)
 API_RATE_LIMIT_PER_IP = _read("API_RATE_LIMIT_PER_IP", _positive_int, 300)
+# Requests refused for want of a valid token (401) allowed per client IP in five minutes; beyond
+# it, the address gets 429 on every API request until the count slides out.
+API_AUTH_FAILURES_PER_IP = _read("API_AUTH_FAILURES_PER_IP", _positive_int, 20)
 
 # Sessions end after this long without a request (idle) and this long after login (absolute),
 # whichever comes first; see members/middleware.py.
@@ -423,10 +442,40 @@ if not DEBUG:
     SECURE_REDIRECT_EXEMPT = [r"^metrics$", r"^health/(live|ready)$"]
     SECURE_HSTS_SECONDS = 365 * 24 * 3600
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    # Eligible for browsers' preload lists (submitting the domain is the operator's choice).
+    SECURE_HSTS_PRELOAD = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # `__Host-` cookies are only accepted by browsers when Secure, for the whole site (Path=/) and
+    # for this host alone (no Domain): no subdomain or plain-HTTP page can set or shadow them.
+    SESSION_COOKIE_NAME = "__Host-sessionid"
+    CSRF_COOKIE_NAME = "__Host-csrftoken"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# No script reads the CSRF cookie (forms carry the token), so it is HttpOnly too.
+CSRF_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SAMESITE = "Lax"
+# Flash messages in a `__Host-` cookie in production, like the session's (portal/messages.py).
+MESSAGE_STORAGE = "portal.messages.MessageStorage"
+# Browser features no page of the portal uses, turned off for it and anything it might embed
+# (django-permissions-policy).
+PERMISSIONS_POLICY: dict[str, list[str]] = {
+    feature: []
+    for feature in (
+        "accelerometer",
+        "camera",
+        "display-capture",
+        "geolocation",
+        "gyroscope",
+        "magnetometer",
+        "microphone",
+        "midi",
+        "payment",
+        "usb",
+        "xr-spatial-tracking",
+    )
+}
 
 # Content-Security-Policy (django-csp) on every page, DEBUG or not. Everything comes from our own
 # origin: no inline script or style anywhere, so neither is allowed; the one script tag a page has
@@ -448,7 +497,6 @@ CONTENT_SECURITY_POLICY = {
         "form-action": [SELF, "https://checkout.stripe.com", "https://billing.stripe.com"],
     }
 }
-
 
 # --- Integrations (read here, used by the subscriptions and monitoring apps) ------------------
 
@@ -494,7 +542,6 @@ HEALTH_TOKEN = env.str("HEALTH_TOKEN", default="")
 # them, decided in the browser per page view; and beacons accepted per client IP and minute.
 WEB_VITALS_SAMPLE_RATE = _read("WEB_VITALS_SAMPLE_RATE", _rate, 0.1)
 WEB_VITALS_RATE_LIMIT_PER_IP = _read("WEB_VITALS_RATE_LIMIT_PER_IP", _positive_int, 60)
-
 
 SENTRY_DSN = _read("SENTRY_DSN", _sentry_dsn, "")
 SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="development" if DEBUG else "production")

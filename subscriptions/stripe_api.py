@@ -170,6 +170,11 @@ def set_cancel_at_period_end(subscription_id: str, *, cancel: bool) -> Subscript
     return SubscriptionState.from_stripe(updated.to_dict())
 
 
+def cancel_subscription(subscription_id: str) -> SubscriptionState:
+    """End a subscription now, not at its period's end: for an account being deleted."""
+    return SubscriptionState.from_stripe(client().v1.subscriptions.cancel(subscription_id).to_dict())
+
+
 def all_subscriptions() -> Iterator[dict[str, Any]]:
     """Every subscription of the account, ended ones included, a page of 100 at a time."""
     pages = client().v1.subscriptions.list(params={"status": "all", "limit": 100})

@@ -26,6 +26,7 @@ from django.test.utils import override_settings
 
 from members.models import Member
 from members.services import create_member
+from portal import redis_breaker
 from subscriptions.models import Plan
 
 PASSWORD = "correct horse battery staple"
@@ -86,7 +87,9 @@ def _cheap_password_hashing() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _empty_cache() -> None:
     """Each test starts with an empty cache: rate-limit counters and cached reads from one test
-    must not leak into the next (with REDIS_URL set, this empties the test Redis database)."""
+    must not leak into the next (with REDIS_URL set, this empties the test Redis database). A
+    Redis circuit tripped by an outage test is closed again first."""
+    redis_breaker.reset()
     cache.clear()
 
 

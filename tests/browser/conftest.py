@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,6 +140,10 @@ def page(browser: Browser, live_server: Any, request: pytest.FixtureRequest) -> 
     if "call" in reports and reports["call"].failed:
         _screenshot(page, f"{_test_name(request)}-failed")
     context.close()
+    # Closing the pages sends their Web Vitals beacons, which the live server answers on threads
+    # of its own; let them finish before the test database is emptied (SQLite refuses to flush
+    # tables another connection is reading).
+    time.sleep(0.5)
     if "call" in reports and reports["call"].passed:
         assert_no_csp_violations(problems, request.node.name)
 

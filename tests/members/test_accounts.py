@@ -130,6 +130,33 @@ def test_repeated_failed_logins_for_one_account_are_rate_limited(client, verifie
     assert client.get("/dashboard/").status_code == 302
 
 
+def test_failed_logins_from_one_address_are_limited_across_accounts(client, verified_alice):
+    """Ten wrong passwords a minute from one address, whatever the accounts: then even a right
+    password from there waits. The admin logs in through the same form (tests/portal/test_admin_access.py)."""
+    for n in range(10):
+        assert log_in(client, f"guess{n}@example.com", "not the password").status_code == 200
+    response = log_in(client, "alice@example.com")
+    assert "Too many failed login attempts. Try again later." in response.content.decode()
+    assert client.get("/dashboard/").status_code == 302
+    # Another address is not held back.
+    elsewhere = Client(REMOTE_ADDR="198.51.100.23")
+    assert log_in(elsewhere, "alice@example.com")["Location"] == "/dashboard/"
+
+
+def test_password_reset_mails_are_limited_per_address_and_per_account(client, verified_alice):
+    for _ in range(5):
+        assert client.post("/accounts/password/reset/", {"email": "alice@example.com"}).status_code == 302
+    assert len(mail.outbox) == 5
+    refused = client.post("/accounts/password/reset/", {"email": "ALICE@example.com"})
+    assert refused.status_code == 429
+    assert len(mail.outbox) == 5  # no sixth mail to the account this minute, from any address
+    from_elsewhere = Client(REMOTE_ADDR="198.51.100.23").post(
+        "/accounts/password/reset/", {"email": "alice@example.com"}
+    )
+    assert from_elsewhere.status_code == 429
+    assert len(mail.outbox) == 5
+
+
 def test_login_logout_and_password_change_are_recorded_with_ip_and_user_agent(verified_alice):
     client = Client(HTTP_USER_AGENT="Firefox/140", REMOTE_ADDR="203.0.113.9")
     assert log_in(client, "alice@example.com")["Location"] == "/dashboard/"

@@ -25,6 +25,8 @@ def portal(tmp_path_factory: pytest.TempPathFactory, migrated_sqlite: Path) -> I
     tmp_path = tmp_path_factory.mktemp("gunicorn")
     database = tmp_path / "db.sqlite3"
     shutil.copy(migrated_sqlite, database)
-    server = start_portal(tmp_path, database, workers=2)
+    # One thread per worker: the tests show that what two worker processes count adds up, and
+    # with threads one worker could serve every request of a test.
+    server = start_portal(tmp_path, database, workers=2, GUNICORN_THREADS="1")
     yield server
     server.stop()

@@ -205,8 +205,10 @@ class Visitor:
         if method == "POST":
             # Django checks a secure request's Origin against its own host.
             request.add_header("Origin", f"https://127.0.0.1:{portal.port}")
-            if "csrftoken" in self.cookies:
-                request.add_header("X-CSRFToken", self.cookies["csrftoken"])
+            # The CSRF cookie: `__Host-csrftoken` in production.
+            token = next((value for name, value in self.cookies.items() if name.endswith("csrftoken")), None)
+            if token:
+                request.add_header("X-CSRFToken", token)
         opener = urllib.request.build_opener(_NoRedirects)
         try:
             response = opener.open(request, timeout=20)

@@ -447,7 +447,12 @@ def test_a_hung_database_is_bounded_by_the_check_timeout(
         assert response.status_code == 503, path
         assert _json(response)["status"] == "down"
     body = _json(client.get("/health/", **AS_JSON, **BEARER))
-    assert body["checks"]["database"]["summary"] == "no answer within 1 s"
+    # Still hung (the check's own 1 s), or given up by the pool (DATABASE_POOL_TIMEOUT, 2 s),
+    # depending on how long the requests above took: never longer.
+    assert body["checks"]["database"]["summary"] in {
+        "no answer within 1 s",
+        "cannot query the database (OperationalError)",
+    }
     assert body["checks"]["cache"]["state"] == "ok"
     assert _json(client.get("/api/health"))["checks"]["database"] == "down"
 

@@ -42,6 +42,7 @@ def fuzz_token(settings) -> tuple[ApiToken, str]:
     # The generated load would hit the rate limits long before the examples run out.
     settings.API_RATE_LIMIT_PER_TOKEN = 1_000_000
     settings.API_RATE_LIMIT_PER_IP = 1_000_000
+    settings.API_AUTH_FAILURES_PER_IP = 1_000_000  # it sends wrong tokens on purpose
     member: Member = create_member(email="fuzz@example.com", password=None, display_name="Fuzz")
     for _ in range(3):
         record_activity(member=member, action=Action.LOGIN, ip="192.0.2.1", user_agent="fuzz")

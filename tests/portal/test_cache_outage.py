@@ -20,15 +20,17 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from allauth.account.models import EmailAddress
 from django.core.cache import cache
 from django.test import Client
 from django_redis import get_redis_connection
 
 from members.models import Member, Tier, TokenScope
 from members.services import create_api_token
+from portal import redis_breaker
 from portal.cache import OncePerInterval, check_cache
 from portal.settings import _redis_cache
-from tests.conftest import make_plan
+from tests.conftest import PASSWORD, make_plan
 
 pytestmark = pytest.mark.redis
 
@@ -163,13 +165,16 @@ def test_pages_answer_from_the_database_while_redis_is_down(
 
 
 def test_caching_resumes_by_itself_when_redis_returns(
-    own_redis: RedisServer, alices_client: Client, django_assert_num_queries
+    own_redis: RedisServer, alices_client: Client, django_assert_num_queries, monkeypatch: pytest.MonkeyPatch
 ):
     own_redis.kill()
     _page(alices_client, "/dashboard/")
     assert not check_cache().up
 
     own_redis.start()  # same port, empty
+    assert not check_cache().up  # the circuit the outage opened is still open...
+    # ...for OPEN_SECONDS, after which the next call tries Redis again: move the breaker's clock on.
+    monkeypatch.setattr(redis_breaker, "_now", lambda: time.monotonic() + redis_breaker.OPEN_SECONDS)
 
     assert check_cache().up
     cache.set("outage:probe", "back", timeout=30)
@@ -193,13 +198,29 @@ def test_a_hung_redis_delays_a_page_by_a_few_socket_timeouts_only(
 
     assert "Welcome, Alice<" in body
     print(f"dashboard with Redis hung: {elapsed:.2f} s; health check: {health.latency_ms:.0f} ms")
-    # Five timeouts: the session's read and write-back (Django's), the namespace version's get
-    # and add, and one stats flush; a little room on top for a slow machine.
+    # One timeout: the first call trips the circuit breaker (portal/redis_breaker.py) and every
+    # later call fails at once; a little room on top for a slow machine.
     assert elapsed < 8 * SOCKET_TIMEOUT
     assert not health.up
-    assert health.error == "TimeoutError"
+    # The page's first call timed out and tripped the circuit: the check fails at once.
+    assert health.error in {"TimeoutError", "ConnectionError"}
     assert health.latency_ms < 3 * SOCKET_TIMEOUT * 1000
-    # Resumed: served from the cache again.
+    # Resumed, and the circuit closed (OPEN_SECONDS later; here at once): from the cache again.
+    redis_breaker.reset()
     _page(alices_client, "/dashboard/")
     with django_assert_num_queries(1):
         assert "Welcome, Alice<" in _page(alices_client, "/dashboard/")
+
+
+def test_members_log_in_while_redis_is_down(own_redis: RedisServer, alice: Member):
+    """The login limits count in the cache; with the cache down they let logins through rather
+    than refuse them all."""
+    EmailAddress.objects.create(user=alice, email=alice.email, primary=True, verified=True)
+    own_redis.kill()
+    visitor = Client()
+
+    assert visitor.post("/accounts/login/", {"login": alice.email, "password": "wrong password"}).status_code == 200
+    response = visitor.post("/accounts/login/", {"login": alice.email, "password": PASSWORD})
+
+    assert (response.status_code, response["Location"]) == (302, "/dashboard/")
+    assert "Welcome, Alice<" in _page(visitor, "/dashboard/")

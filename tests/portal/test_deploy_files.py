@@ -663,6 +663,8 @@ def test_gunicorn_workers_follow_the_cpu_limit():
     hpa = manifests()["HorizontalPodAutoscaler"]["spec"]
     connections = hpa["maxReplicas"] * int(environment["GUNICORN_WORKERS"]) * int(environment["DATABASE_POOL_MAX"])
     assert connections < 100, "pods x workers x DATABASE_POOL_MAX outgrows PostgreSQL's default max_connections"
+    # A worker's threads share its pool: more threads than connections would wait for one.
+    assert int(environment["GUNICORN_THREADS"]) <= int(environment["DATABASE_POOL_MAX"])
 
 
 def test_shutdown_waits_for_gunicorn_and_liveness_for_its_timeout():

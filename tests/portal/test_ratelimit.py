@@ -6,8 +6,10 @@ import datetime as dt
 
 import pytest
 import time_machine
-from django.test import RequestFactory
+from django.test import Client, RequestFactory
 
+from members.models import TokenScope
+from members.services import create_api_token, create_member
 from portal.proxies import client_ip
 from portal.ratelimit import Limit, headers_for, hit
 
@@ -128,3 +130,32 @@ def test_processes_share_one_count():
     second = hit(limit, "carol")
     assert first is not None and first.allowed and first.remaining == 0
     assert second is not None and not second.allowed
+
+
+# --- Guessing tokens ------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_an_address_that_keeps_failing_token_checks_is_refused_even_with_a_valid_token(settings):
+    settings.API_AUTH_FAILURES_PER_IP = 3
+    member = create_member(email="dora@example.com", password=None)
+    _, valid = create_api_token(member=member, name="script", scopes=[TokenScope.READ], expires_at=None)
+    guesser = Client(REMOTE_ADDR="203.0.113.66")
+    with time_machine.travel(START, tick=False) as clock:
+        answers = [
+            guesser.get("/api/v1/me", HTTP_AUTHORIZATION=f"Bearer mpt_guess{n:040d}").status_code for n in range(3)
+        ]
+        assert answers == [401, 401, 401]
+        refused = guesser.get("/api/v1/me", HTTP_AUTHORIZATION=f"Bearer {valid}")
+        assert refused.status_code == 429
+        assert refused.json()["code"] == "rate_limited"
+        assert refused.json()["details"]["limit"] == "auth_failures"
+        assert refused["Retry-After"] == "300"
+        # Other addresses are not affected.
+        assert (
+            Client(REMOTE_ADDR="198.51.100.5").get("/api/v1/me", HTTP_AUTHORIZATION=f"Bearer {valid}").status_code
+            == 200
+        )
+        # Once the failures have slid out of the five-minute window, the address is let in again.
+        clock.move_to(START + dt.timedelta(minutes=10))
+        assert guesser.get("/api/v1/me", HTTP_AUTHORIZATION=f"Bearer {valid}").status_code == 200

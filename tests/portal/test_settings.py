@@ -89,7 +89,9 @@ def test_database_url_selects_postgresql_with_a_sized_pool_and_health_checks():
     assert values["pool"]["min_size"] == 3
     assert values["pool"]["max_size"] == 12
     # Long enough to ride out a PostgreSQL restart rather than fail the waiting requests.
-    assert values["pool"]["timeout"] >= 10
+    # Fail fast while the database is down, and reconnect soon after it is back (the drills).
+    assert values["pool"]["timeout"] == 2
+    assert values["pool"]["reconnect_timeout"] == 5
 
 
 def test_redis_url_selects_django_redis_that_degrades_instead_of_failing():

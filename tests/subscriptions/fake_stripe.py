@@ -202,6 +202,13 @@ class FakeStripe:
                     item = found["items"]["data"][0]
                     found.update(cancel_at_period_end=cancel, cancel_at=item["current_period_end"] if cancel else None)
                 return 200, found
+            case ("DELETE", ["v1", "subscriptions", sub_id]):
+                found = self.subscriptions.get(sub_id)
+                if found is None:
+                    return 404, _missing("subscription", sub_id)
+                now = int(time.time())
+                found.update(status="canceled", canceled_at=now, ended_at=now, cancel_at=None)
+                return 200, found
         return 404, _error("invalid_request_error", f"Unrecognized request URL ({method}: {parts.path}).")
 
     def _create_checkout(self, form: dict[str, str]) -> dict[str, Any]:
