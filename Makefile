@@ -20,7 +20,7 @@ PYTEST_ARGS ?=
 # Browser tests (marked `browser`) drive this Chromium; they are skipped without it.
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: help install run serve migrate demo test lint format lighthouse clean
+.PHONY: help install run serve migrate demo test lint format bench bench-quick lighthouse clean
 
 help:
 	@echo "make run      set up, load demo data and serve on http://$(HOST):$(PORT)"
@@ -30,6 +30,8 @@ help:
 	@echo "make migrate  apply database migrations"
 	@echo "make format   format the code with ruff"
 	@echo "make lighthouse  Lighthouse budgets on the member pages of a seeded production server (npm, Chromium)"
+	@echo "make bench    load test every hot path against a bare-Django baseline (MEMBERS=100000 ACTIVITY=10000000)"
+	@echo "make bench-quick  the same on a small data set, in a few minutes"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed: install it or set PYTHON=/path/to/python3.11" >&2; exit 1; }
@@ -69,6 +71,21 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# The benchmark (bench/run.py, docs/performance.md) needs PostgreSQL and Redis on loopback and wrk.
+MEMBERS ?= 100000
+ACTIVITY ?= 10000000
+BENCH_ARGS ?=
+WRK_MISSING := echo "wrk is needed for the benchmark: sudo apt-get install wrk" >&2; exit 1
+
+bench: $(STAMP)
+	@command -v wrk >/dev/null || { $(WRK_MISSING); }
+	$(BIN)/python bench/run.py --members $(MEMBERS) --activity $(ACTIVITY) $(BENCH_ARGS)
+
+bench-quick: $(STAMP)
+	@command -v wrk >/dev/null || { $(WRK_MISSING); }
+	$(BIN)/python bench/run.py --members 2000 --activity 200000 --duration 3 --warmup 1 --rounds 1 \
+		--pool 1500 --name latest-quick $(BENCH_ARGS)
 
 # Lighthouse and web-vitals, at the versions of package-lock.json (npm ci, again whenever it changes).
 NODE_STAMP := node_modules/.installed

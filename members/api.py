@@ -12,7 +12,6 @@ import datetime as dt
 import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from django.core.cache import cache
@@ -28,8 +27,8 @@ from members.forms import ProfileForm, time_zone_choices
 from members.http import origin
 from members.models import Action, ActivityLog, ApiToken, Member, MemberStatus, Profile, Tier, TokenScope
 from members.pagination import decode_cursor, encode_cursor
+from members.reads import ProfileSummary, profile_summary
 from members.views import TOKENS_ENDED_WINDOW, TOKENS_LISTED
-from portal.cache import MEDIUM, MEMBER, cached_read
 from portal.ratelimit import hit_token
 
 # --- Errors ----------------------------------------------------------------------------------
@@ -271,27 +270,6 @@ Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 
 
 # --- /me -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ProfileSummary:
-    display_name: str
-    bio: str
-    time_zone: str
-    email_updates: bool
-
-
-@cached_read(tier=MEDIUM, namespace=MEMBER)
-def profile_summary(member_id: int) -> ProfileSummary:
-    """The profile half of /me; the member half comes from the row the token loaded, so it is
-    always fresh. `update_profile` invalidates MEMBER."""
-    profile = Profile.objects.only("display_name", "bio", "time_zone", "preferences").get(member_id=member_id)
-    return ProfileSummary(
-        display_name=profile.display_name,
-        bio=profile.bio,
-        time_zone=profile.time_zone,
-        email_updates=bool(profile.preferences.get("email_updates", False)),
-    )
 
 
 class MeOut(Schema):

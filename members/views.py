@@ -17,10 +17,11 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
 from members import services
-from members.forms import ActivityFilterForm, ApiTokenForm, ProfileForm
+from members.forms import ACTIVITY_FILTER_CHOICES, ActivityFilterForm, ApiTokenForm, ProfileForm
 from members.http import MemberRequest, origin
 from members.models import ActivityLog, ApiToken
 from members.pagination import decode_cursor, encode_cursor
+from members.reads import profile_summary
 
 # The tokens page lists live tokens and those that ended in this window, newest first, up to
 # TOKENS_LISTED of them: enough for any real use, and a page that stays small for a member
@@ -40,8 +41,9 @@ def render_member_page(
 ) -> HttpResponse:
     """Render a member page with dates and times in the member's own time zone.
 
-    Reads `request.user.profile` (one query, unless already loaded) unless given `time_zone`."""
-    time_zone = time_zone or request.user.profile.time_zone
+    Unless given `time_zone`, reads it from the member's cached profile summary: no query
+    once it is cached."""
+    time_zone = time_zone or profile_summary(request.user.pk).time_zone
     try:
         zone = zoneinfo.ZoneInfo(time_zone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -85,7 +87,9 @@ def profile(request: MemberRequest) -> HttpResponse:
             },
             current_time_zone=current.time_zone,
         )
-    return render_member_page(request, "members/profile.html", {"form": form, "profile": current})
+    return render_member_page(
+        request, "members/profile.html", {"form": form, "profile": current}, time_zone=current.time_zone
+    )
 
 
 # --- API tokens ------------------------------------------------------------------------------
@@ -228,6 +232,7 @@ def activity(request: MemberRequest) -> HttpResponse:
 
     context = {
         "filter_form": filter_form,
+        "action_choices": ACTIVITY_FILTER_CHOICES,
         "action": action,
         "entries": [(entry, _describe(entry.detail)) for entry in rows],
         "newest_url": page_url() if direction else "",

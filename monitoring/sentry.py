@@ -5,9 +5,10 @@
   continues a trace, else SENTRY_TRACES_SAMPLE_RATE. Profiles: SENTRY_PROFILES_SAMPLE_RATE of
   the processes profile their traced transactions (the SDK's continuous profiling).
 - The user is known by id and tier only (`SentryUserMiddleware`): no email, name or address.
-- Nothing secret or personal leaves the process: `scrub` runs on every error, transaction and
-  breadcrumb, and drops credentials by key (Authorization, cookies, anything named like a
-  token, secret or password) and by shape wherever they appear in text (API tokens `mpt_…`,
+- Nothing secret or personal leaves the process: `scrub` runs on every error and transaction as
+  it is sent, breadcrumbs included (they only ever leave inside an error event), and drops
+  credentials by key (Authorization, cookies, anything named like a token, secret or
+  password) and by shape wherever they appear in text (API tokens `mpt_…`,
   Stripe keys `sk_…`/`rk_…` and webhook secrets `whsec_…`, bearer credentials, email
   addresses). Request bodies are never sent: Stripe's webhook bodies are full of customers'
   personal data, and members' forms of their own.
@@ -26,7 +27,7 @@ from django.utils.functional import SimpleLazyObject, empty
 from sentry_sdk.integrations.django import DjangoIntegration
 from sentry_sdk.integrations.redis import RedisIntegration
 from sentry_sdk.transport import Transport
-from sentry_sdk.types import Breadcrumb, BreadcrumbHint, Event, Hint
+from sentry_sdk.types import Event, Hint
 
 FILTERED = "[Filtered]"
 
@@ -96,10 +97,6 @@ def before_send(event: Event, hint: Hint) -> Event | None:
     return scrubbed
 
 
-def before_breadcrumb(crumb: Breadcrumb, hint: BreadcrumbHint) -> Breadcrumb | None:
-    return cast("Breadcrumb", scrub(crumb))
-
-
 def make_traces_sampler(base_rate: float) -> Callable[[dict[str, Any]], float]:
     def traces_sampler(sampling_context: dict[str, Any]) -> float:
         environ = sampling_context.get("wsgi_environ") or {}
@@ -142,7 +139,9 @@ def init_sentry(
         data_collection={"user_info": False, "cookies": {"mode": "off"}, "http_bodies": []},
         before_send=before_send,
         before_send_transaction=before_send,
-        before_breadcrumb=before_breadcrumb,
+        # No `before_breadcrumb`: each Redis command and SQL query leaves a breadcrumb, and
+        # scrubbing each as it was recorded cost more than the rest of the SDK (bench/run.py,
+        # docs/performance.md); `before_send` scrubs the few that an error event carries.
         transport=transport,
     )
 

@@ -83,14 +83,8 @@ def hit(limit: Limit, subject: str) -> Decision | None:
     window = int(now // limit.window)
     current_key = f"rl:{limit.name}:{subject}:{window}"
     previous_key = f"rl:{limit.name}:{subject}:{window - 1}"
-    cache.add(current_key, 0, timeout=2 * limit.window)
-    try:
-        # django-redis answers None (typed as int) when it ignored an error.
-        current = cast("int | None", cache.incr(current_key))
-    except ValueError:  # expired between add and incr: count afresh
-        cache.add(current_key, 1, timeout=2 * limit.window)
-        current = 1
-    if current is None:  # django-redis ignored an error: the cache is down
+    current = _count(current_key, timeout=2 * limit.window)
+    if current is None:  # the cache is down
         return None
     previous = int(cache.get(previous_key) or 0)
     elapsed = now - window * limit.window
@@ -125,6 +119,21 @@ def peek(limit: Limit, subject: str) -> Decision | None:
     if not allowed and previous and current < limit.quota:
         reset = math.ceil((used - limit.quota + 1) / previous * limit.window)
     return Decision(limit, allowed, max(0, math.floor(limit.quota - used)), max(1, reset))
+
+
+def _count(key: str, *, timeout: int) -> int | None:
+    """Add one to the counter at `key` and return it, creating it (with its expiry) on the
+    window's first request, so every other request costs one round trip. None when the cache
+    is down (django-redis ignored an error)."""
+    for _ in range(2):
+        try:
+            return cast("int | None", cache.incr(key))  # django-stubs says int; see above
+        except ValueError:  # no counter for this window yet
+            added: bool | None = cache.add(key, 1, timeout=timeout)  # django-stubs says bool
+            if added is not False:
+                return None if added is None else 1
+            # Another process created it meanwhile: count on it.
+    return 1
 
 
 def token_limit() -> Limit:

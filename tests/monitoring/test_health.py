@@ -15,12 +15,14 @@ pinned where they are run directly, below.
 from __future__ import annotations
 
 import datetime
+import io
 import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from django.core.cache import cache
@@ -150,6 +152,34 @@ def test_liveness_touches_no_dependency(client, django_assert_num_queries, db):
     assert response.status_code == 200
     assert response.content == b"ok\n"
     assert "no-cache" in response["Cache-Control"]
+
+
+def _wsgi(method: str, path: str) -> tuple[str, bytes]:
+    """A request to the WSGI application that gunicorn serves (portal/wsgi.py)."""
+    # Importing it runs django.setup() again, which would add the logging filters a second time;
+    # Django is set up already here.
+    with patch("django.setup"):
+        from portal.wsgi import application
+
+    environ: dict[str, Any] = {"REQUEST_METHOD": method, "PATH_INFO": path, "wsgi.input": io.BytesIO()}
+    environ.update({"SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80", "HTTP_HOST": "127.0.0.1"})
+    environ["wsgi.url_scheme"] = "http"
+    statuses: list[str] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], object]:
+        statuses.append(status)
+        return lambda data: None
+
+    body = b"".join(application(environ, start_response))
+    return statuses[0], body
+
+
+def test_under_gunicorn_liveness_is_answered_before_django(db, django_assert_num_queries):
+    with django_assert_num_queries(0):
+        assert _wsgi("GET", "/health/live") == ("200 OK", b"ok\n")
+        assert _wsgi("HEAD", "/health/live") == ("200 OK", b"")
+    # Other methods go through Django, whose view refuses them.
+    assert _wsgi("OPTIONS", "/health/live")[0].startswith("405")
 
 
 def test_readiness_with_everything_up(client, django_assert_num_queries, db):

@@ -256,9 +256,9 @@ def test_subscription_page_query_count(
     client.force_login(alice)
     client.get("/subscription/")  # the plans on offer are cached from here on
 
-    # The member (the session itself comes from the cache), their profile (time zone), their live
-    # subscription with its plan, and their Stripe customer id.
-    with django_assert_num_queries(4):
+    # The member (the session itself comes from the cache), their live subscription with its plan,
+    # and their Stripe customer id; their time zone is cached with their profile (members/reads.py).
+    with django_assert_num_queries(3):
         response = client.get("/subscription/")
 
     assert response.status_code == 200

@@ -1,0 +1,13 @@
+"""The baseline's one URL."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.urls import path
+
+
+def hello(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("hello", content_type="text/plain")
+
+
+urlpatterns = [path("", hello)]
