@@ -441,7 +441,8 @@ def test_status_and_advanced_with_the_database_down(client, database_at, short_d
     # SQLite refuses at once; PostgreSQL's pool keeps trying until the check gives up.
     assert database["summary"] in {"cannot query the database (OperationalError)", "no answer within 1 s"}
     assert database["last_failure"]["state"] == "down"
-    assert body["checks"]["cache"]["state"] == "ok"
+    # The cache still works: "degraded" only if slow (over 50 ms) on a busy machine, never down.
+    assert body["checks"]["cache"]["state"] in {"ok", "degraded"}
 
     advanced = client.get("/api/health/advanced", **BEARER)
     assert advanced.status_code == 503
@@ -483,7 +484,8 @@ def test_a_hung_database_is_bounded_by_the_check_timeout(
         "no answer within 1 s",
         "cannot query the database (OperationalError)",
     }
-    assert body["checks"]["cache"]["state"] == "ok"
+    # The cache still works: "degraded" only if slow (over 50 ms) on a busy machine, never down.
+    assert body["checks"]["cache"]["state"] in {"ok", "degraded"}
     assert _json(client.get("/api/health"))["checks"]["database"] == "down"
 
 
