@@ -243,6 +243,9 @@ def log_in(url: str) -> str:
 # --- Lighthouse -----------------------------------------------------------------------------------
 
 
+ATTEMPTS = 3
+
+
 def run_lighthouse(page: Page, url: str, session: str) -> Result:
     headers = {"X-Forwarded-Proto": "https"}
     if page.logged_in:
@@ -262,10 +265,17 @@ def run_lighthouse(page: Page, url: str, session: str) -> Result:
         "--quiet",
     ]
     env = {**os.environ, "CHROME_PATH": CHROME}
-    result = subprocess.run(  # noqa: S603 (our own command, no shell)
-        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180, check=False
-    )
-    if result.returncode != 0:
+    # Lighthouse itself sometimes fails to record a trace ("NO_NAVSTART ... Please run Lighthouse
+    # again"), more often on a busy machine: such a run measured nothing, so it is run again, up to
+    # ATTEMPTS times. A page over budget is never retried.
+    for attempt in range(1, ATTEMPTS + 1):
+        result = subprocess.run(  # noqa: S603 (our own command, no shell)
+            command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180, check=False
+        )
+        if result.returncode == 0:
+            break
+        print(f"lighthouse: {page.name}: Lighthouse failed (attempt {attempt} of {ATTEMPTS})", file=sys.stderr)
+    else:
         raise SystemExit(f"lighthouse: {page.name} ({url}) failed:\n{result.stdout}{result.stderr}")
     report = json.loads(Path(f"{output}.report.json").read_text())
     final = report.get("finalDisplayedUrl", url)
