@@ -35,8 +35,8 @@ from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.urls import reverse  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from core.cache import STAFF, invalidate  # noqa: E402
 from members.models import ActivityLog, Member  # noqa: E402
-from portal.cache import STAFF, invalidate  # noqa: E402
 
 
 def pages() -> list[tuple[str, str, Callable[[], None] | None]]:

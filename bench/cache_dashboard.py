@@ -30,8 +30,8 @@ from django.db.models import Count  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
+from core.cache import MEMBER, invalidate  # noqa: E402
 from members.models import ActivityLog, Member  # noqa: E402
-from portal.cache import MEMBER, invalidate  # noqa: E402
 
 
 def busiest_member() -> Member:

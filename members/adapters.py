@@ -9,9 +9,9 @@ from allauth.account.adapter import DefaultAccountAdapter
 from django.db import transaction
 from django.http import HttpRequest
 
+from core.proxies import client_ip
+from core.ratelimit import Limit, hit, peek
 from members.models import Member, Profile
-from portal.proxies import client_ip
-from portal.ratelimit import Limit, hit, peek
 
 # Failed logins (the admin's too: staff log in through the same form). Counted by the portal's
 # own limiter, which lets logins through while the cache is down; allauth's limiter, turned off

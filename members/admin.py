@@ -35,6 +35,8 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext
 
+from core.cache import MEMBER, invalidate_on_commit
+from core.db_router import heavy_reads
 from members.exports import stream_csv
 from members.http import origin
 from members.models import ActivityLog, ApiToken, Member, Profile
@@ -46,8 +48,6 @@ from members.services import (
     revoke_member_api_tokens,
     update_member,
 )
-from portal.cache import MEMBER, invalidate_on_commit
-from portal.routers import heavy_reads
 
 
 class MemberCreationForm(AdminUserCreationForm[Member]):

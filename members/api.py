@@ -22,6 +22,7 @@ from ninja import Field, Path, Query, Router, Schema, Status
 from ninja.security import HttpBearer
 from pydantic import AwareDatetime, BeforeValidator, ConfigDict, field_validator
 
+from core.ratelimit import hit_token
 from members import services, tokens
 from members.forms import ProfileForm, time_zone_choices
 from members.http import origin
@@ -29,7 +30,6 @@ from members.models import Action, ActivityLog, ApiToken, Member, MemberStatus, 
 from members.pagination import decode_cursor, encode_cursor
 from members.reads import ProfileSummary, profile_summary
 from members.views import TOKENS_ENDED_WINDOW, TOKENS_LISTED
-from portal.ratelimit import hit_token
 
 # --- Errors ----------------------------------------------------------------------------------
 

@@ -6,8 +6,8 @@ from typing import TypedDict
 
 from django.http import HttpRequest
 
+from core.proxies import client_ip
 from members.models import Member
-from portal.proxies import client_ip
 
 
 class MemberRequest(HttpRequest):

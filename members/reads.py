@@ -1,12 +1,12 @@
-"""Cached reads of a member's own data (portal/cache.py), each beside its key; every service that
+"""Cached reads of a member's own data (core/cache.py), each beside its key; every service that
 changes what one shows invalidates the member's MEMBER namespace (members/services.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.cache import MEDIUM, MEMBER, cached_read
 from members.models import Profile
-from portal.cache import MEDIUM, MEMBER, cached_read
 
 
 @dataclass(frozen=True)

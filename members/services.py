@@ -8,9 +8,9 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from core.cache import MEMBER, STAFF, invalidate_on_commit
 from members import tokens
 from members.models import Action, ActivityLog, ApiToken, Member, MemberStatus, Profile, TokenScope
-from portal.cache import MEMBER, STAFF, invalidate_on_commit
 
 
 def create_member(

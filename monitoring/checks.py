@@ -9,7 +9,7 @@ Messages are written here, never copied from a library's exception: they show on
 status page, and an exception's text can carry a host name, a DSN or a query.
 
 Whether a check that is down takes the portal out of service is its `critical` flag: only the
-database is. Without Redis the portal serves from the database (portal/cache.py); without disk
+database is. Without Redis the portal serves from the database (core/cache.py); without disk
 headroom, a migration or Stripe it still serves members, so those make it *degraded*.
 """
 
@@ -31,7 +31,7 @@ from django.utils import timezone
 from health_check.base import HealthCheck
 from health_check.exceptions import ServiceUnavailable, ServiceWarning
 
-from portal.routers import REPLICA
+from core.db_router import REPLICA
 
 Measurement = float | int | str | None
 
@@ -87,7 +87,7 @@ class Database(PortalCheck):
 class Replica(Database):
     """The read replica (DATABASE_REPLICA_URL), when there is one: it answers, and how far its
     replay is behind the primary. Never critical: without it, heavy reads go to the primary
-    (portal/routers.py), so the portal is degraded, not out of service."""
+    (core/db_router.py), so the portal is degraded, not out of service."""
 
     name: ClassVar[str] = "database_replica"
     title: ClassVar[str] = "Database read replica"

@@ -17,13 +17,13 @@ from django.db.models import Count, Q
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from core.cache import MEDIUM, STAFF, cached_read, stats
+from core.db_router import heavy_reads
 from members.models import ActivityLog, Member, MemberStatus, Tier
 from monitoring import checks
 from monitoring.health import Report, public_report
 from monitoring.metrics import business_numbers
 from monitoring.traffic import TrafficSummary, recent_requests
-from portal.cache import MEDIUM, STAFF, cached_read, stats
-from portal.routers import heavy_reads
 from subscriptions.models import Plan, Subscription, SubscriptionStatus
 from subscriptions.reads import StripeSyncStatus, stripe_sync_status
 

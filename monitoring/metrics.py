@@ -37,13 +37,13 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from core.cache import SHORT, STAFF, TIERS, CacheStats, cached_read
+from core.cache import Tier as CacheTier
+from core.db_router import heavy_reads
+from core.ratelimit import Limit
 from members.models import Member, Tier
 from monitoring import checks
 from monitoring.health import Report, State, overall, run_checks
-from portal.cache import SHORT, STAFF, TIERS, CacheStats, cached_read
-from portal.cache import Tier as CacheTier
-from portal.ratelimit import Limit
-from portal.routers import heavy_reads
 from subscriptions.models import Subscription, SubscriptionStatus
 from subscriptions.reads import stripe_sync_status
 
@@ -68,7 +68,7 @@ QUERIES_PER_REQUEST = Histogram(
 )
 CACHE_READS = Counter(
     "portal_cache_reads_total",
-    "Cached reads (portal.cache) by TTL tier, answered from the cache (hit) or computed (miss).",
+    "Cached reads (core.cache) by TTL tier, answered from the cache (hit) or computed (miss).",
     ["tier", "result"],
 )
 TOKEN_AUTH_FAILURES = Counter(
@@ -132,14 +132,14 @@ _CACHE_RESULTS = {"hits": "hit", "misses": "miss"}
 
 
 def count_cache_read(sender: type[CacheStats], *, tier: CacheTier, event: str, **kwargs: Any) -> None:
-    """Receiver of `portal.cache.stats_recorded`: hits and misses, per tier."""
+    """Receiver of `core.cache.stats_recorded`: hits and misses, per tier."""
     result = _CACHE_RESULTS.get(event)
     if result is not None:
         CACHE_READS.labels(tier=tier.name, result=result).inc()
 
 
 def count_rate_limited(sender: type[Limit], *, limit: Limit, **kwargs: Any) -> None:
-    """Receiver of `portal.ratelimit.request_refused`."""
+    """Receiver of `core.ratelimit.request_refused`."""
     RATE_LIMITED.labels(limit=limit.name).inc()
 
 

@@ -29,15 +29,15 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
+from core import ratelimit
+from core.cache import stats as cache_stats
+from core.proxies import client_ip
 from monitoring import checks
 from monitoring.health import State, public_report, run_checks
 from monitoring.metrics import exposition as metrics_exposition
 from monitoring.metrics import observe_web_vital
 from monitoring.traffic import recent_requests
 from monitoring.vitals import MAX_BODY_BYTES, BeaconRefused, parse_beacon
-from portal import ratelimit
-from portal.cache import stats as cache_stats
-from portal.proxies import client_ip
 
 
 @require_GET

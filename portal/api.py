@@ -2,7 +2,7 @@
 every API response shares.
 
 Layers, outermost first:
-- `portal.ratelimit.RateLimitMiddleware` (settings): the per-IP limit and the RateLimit headers.
+- `core.ratelimit.RateLimitMiddleware` (settings): the per-IP limit and the RateLimit headers.
 - `_edge`, around every URL under `/api/v1/`: errors outside any operation (an unknown path, a
   method an operation lacks) as JSON; `Cache-Control`; and on a GET's 200, a strong `ETag` and
   `304 Not Modified` for a matching `If-None-Match`.
@@ -32,9 +32,9 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.openapi.schema import OpenAPISchema
 from ninja.responses import NinjaJSONEncoder
 
+from core.ratelimit import RateLimited
 from members.api import ApiError, ErrorCode, FieldError, invalid_input
 from members.api import router as members_router
-from portal.ratelimit import RateLimited
 from subscriptions.api import router as subscriptions_router
 
 logger = logging.getLogger("portal.api")
@@ -199,7 +199,7 @@ def _rate_limited(request: HttpRequest, exc: RateLimited) -> HttpResponse:
         429,
         "rate_limited",
         f"Too many requests: try again in {decision.retry_after} seconds.",
-        # The same details as the per-IP refusal of `portal.ratelimit.RateLimitMiddleware`.
+        # The same details as the per-IP refusal of `core.ratelimit.RateLimitMiddleware`.
         details={"limit": decision.limit.name, "retry_after": decision.retry_after},
         headers=decision.headers(),
     )

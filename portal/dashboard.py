@@ -6,8 +6,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from core.cache import MEDIUM, MEMBER, cached_read
 from members.models import ActivityLog, ApiToken, Profile
-from portal.cache import MEDIUM, MEMBER, cached_read
 from subscriptions.models import Subscription
 
 RECENT_ACTIVITY = 10

@@ -122,7 +122,7 @@ MIDDLEWARE = [
     # The member on Sentry events, by id and tier only (monitoring/sentry.py).
     "monitoring.sentry.SentryUserMiddleware",
     "members.middleware.SessionTimeoutMiddleware",
-    "portal.ratelimit.RateLimitMiddleware",
+    "core.ratelimit.RateLimitMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -216,7 +216,7 @@ _INSTRUMENTED_BACKENDS = {
     "django.db.backends.sqlite3": "django_prometheus.db.backends.sqlite3",
 }
 # An optional read replica of the same database (streaming replication): heavy read-only
-# queries go to it, everything else stays on the primary (portal/routers.py). Tests use the
+# queries go to it, everything else stays on the primary (core/db_router.py). Tests use the
 # primary in its place (MIRROR), since a test database has no replica.
 _REPLICA = _read("DATABASE_REPLICA_URL", _database, None)
 if _REPLICA is not None:
@@ -224,10 +224,10 @@ if _REPLICA is not None:
         raise ImproperlyConfigured(
             "DATABASE_REPLICA_URL is not valid: a read replica needs PostgreSQL, in it and in DATABASE_URL."
         )
-    # A replica that does not answer within 2 s is skipped (portal/routers.py), not waited on.
+    # A replica that does not answer within 2 s is skipped (core/db_router.py), not waited on.
     _REPLICA["OPTIONS"]["pool"]["timeout"] = 2
     DATABASES["replica"] = {**_REPLICA, "TEST": {"MIRROR": "default"}}
-DATABASE_ROUTERS = ["portal.routers.ReplicaRouter"]
+DATABASE_ROUTERS = ["core.db_router.ReplicaRouter"]
 for _alias in DATABASES:
     _ENGINE = str(DATABASES[_alias]["ENGINE"])
     DATABASES[_alias]["ENGINE"] = _INSTRUMENTED_BACKENDS.get(_ENGINE, _ENGINE)
@@ -259,8 +259,8 @@ def _redis_cache(raw: str) -> dict[str, Any]:
             "SOCKET_CONNECT_TIMEOUT": 0.5,
             "SOCKET_TIMEOUT": 0.5,
             # After a failed or timed-out call, calls fail at once for a few seconds instead of
-            # each waiting its timeout against a hung Redis (portal/redis_breaker.py).
-            "CONNECTION_POOL_CLASS": "portal.redis_breaker.BreakerConnectionPool",
+            # each waiting its timeout against a hung Redis (core/redis_breaker.py).
+            "CONNECTION_POOL_CLASS": "core.redis_breaker.BreakerConnectionPool",
             # A Redis outage degrades to cache misses (served from the database) and is
             # logged through the `django_redis` logger instead of failing the request.
             "IGNORE_EXCEPTIONS": True,
@@ -366,7 +366,7 @@ def _networks(raw: str) -> list[str]:
 # Addresses (or CIDR ranges) of our own reverse proxies. Only requests arriving from one of them
 # have their X-Forwarded-For header read for the client's address (members.http.client_ip).
 TRUSTED_PROXIES: list[str] = _read("TRUSTED_PROXIES", _networks, [])
-# Requests per minute, per API token and per client IP (portal/ratelimit.py).
+# Requests per minute, per API token and per client IP (core/ratelimit.py).
 API_RATE_LIMIT_PER_TOKEN = _read("API_RATE_LIMIT_PER_TOKEN", _positive_int, 120)
 API_RATE_LIMIT_PER_IP = _read("API_RATE_LIMIT_PER_IP", _positive_int, 300)
 # Requests refused for want of a valid token (401) allowed per client IP in five minutes; beyond
@@ -456,8 +456,8 @@ X_FRAME_OPTIONS = "DENY"
 # No script reads the CSRF cookie (forms carry the token), so it is HttpOnly too.
 CSRF_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SAMESITE = "Lax"
-# Flash messages in a `__Host-` cookie in production, like the session's (portal/messages.py).
-MESSAGE_STORAGE = "portal.messages.MessageStorage"
+# Flash messages in a `__Host-` cookie in production, like the session's (core/messages.py).
+MESSAGE_STORAGE = "core.messages.MessageStorage"
 # Browser features no page of the portal uses, turned off for it and anything it might embed
 # (django-permissions-policy).
 PERMISSIONS_POLICY: dict[str, list[str]] = {
@@ -566,7 +566,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     # A Redis outage would otherwise log a traceback for every cache call of every request.
-    "filters": {"once_a_minute": {"()": "portal.cache.OncePerInterval", "interval": 60}},
+    "filters": {"once_a_minute": {"()": "core.cache.OncePerInterval", "interval": 60}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "INFO"},
     "loggers": {

@@ -13,12 +13,13 @@ from django.utils.cache import patch_cache_control, patch_vary_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from core import ratelimit
 from members.forms import ConfirmPasswordForm
 from members.http import MemberRequest, origin
 from members.models import Action
 from members.services import record_activity
 from members.views import render_member_page
-from portal import account, ratelimit
+from portal import account
 from portal.dashboard import dashboard_summary
 from subscriptions.reads import plans_on_offer
 

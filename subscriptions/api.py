@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from ninja import Field, Router, Schema
 
+from core.cache import MEDIUM, MEMBER, cached_read
 from members.api import READ, TokenRequest, documented
 from members.models import Tier
-from portal.cache import MEDIUM, MEMBER, cached_read
 from subscriptions.models import PlanInterval, Subscription, SubscriptionStatus
 from subscriptions.reads import PlanSummary, plans_on_offer
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db.models import Max
 
-from portal.cache import CONFIG, LONG, SHORT, STAFF, cached_read
+from core.cache import CONFIG, LONG, SHORT, STAFF, cached_read
 from subscriptions.models import Plan, ReconciliationRun, StripeEvent
 
 

@@ -17,9 +17,9 @@ import stripe
 from django.db import connections, transaction
 from django.utils import timezone
 
+from core.cache import CONFIG, MEMBER, STAFF, invalidate, invalidate_on_commit
 from members.models import Action, Member, Tier
 from members.services import record_activity
-from portal.cache import CONFIG, MEMBER, STAFF, invalidate, invalidate_on_commit
 from subscriptions import stripe_api
 from subscriptions.models import LIVE_STATUSES, Plan, ReconciliationRun, Subscription, SubscriptionStatus
 from subscriptions.stripe_api import SubscriptionState

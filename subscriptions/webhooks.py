@@ -22,9 +22,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from core.cache import STAFF, invalidate_on_commit
 from members.models import Action, Member
 from members.services import record_activity
-from portal.cache import STAFF, invalidate_on_commit
 from subscriptions import stripe_api
 from subscriptions.models import StripeEvent, Subscription
 from subscriptions.services import BillingError, refresh_from_stripe, sync_stripe_subscription

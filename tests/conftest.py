@@ -24,9 +24,9 @@ from django.core.cache import cache
 from django.db import connection
 from django.test.utils import override_settings
 
+from core import redis_breaker
 from members.models import Member
 from members.services import create_member
-from portal import redis_breaker
 from subscriptions.models import Plan
 
 PASSWORD = "correct horse battery staple"

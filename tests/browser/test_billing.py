@@ -12,8 +12,8 @@ from allauth.account.models import EmailAddress
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
+from core.cache import CONFIG, invalidate
 from members.models import Member, Tier
-from portal.cache import CONFIG, invalidate
 from subscriptions import stripe_api
 from subscriptions.services import sync_stripe_subscription
 from subscriptions.stripe_api import SubscriptionState

@@ -11,8 +11,8 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from core.cache import MEMBER, invalidate
 from members.models import Action, ActivityLog, Member
-from portal.cache import MEMBER, invalidate
 
 # Member (auth middleware) and one page of rows (LIMIT 51): any page, any depth. The time zone
 # comes from the member's cached profile (members/reads.py): one query more when it is not cached.

@@ -14,11 +14,11 @@ from health_check.exceptions import ServiceUnavailable
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from core.cache import MEDIUM, MEMBER, cached_read
 from members.models import MemberStatus, Tier, TokenScope
 from members.services import create_api_token
 from monitoring import checks
 from monitoring.metrics import business_numbers
-from portal.cache import MEDIUM, MEMBER, cached_read
 from subscriptions.models import Plan, Subscription, SubscriptionStatus
 
 TOKEN = "metrics-token-for-tests"

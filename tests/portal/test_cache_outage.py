@@ -25,10 +25,10 @@ from django.core.cache import cache
 from django.test import Client
 from django_redis import get_redis_connection
 
+from core import redis_breaker
+from core.cache import OncePerInterval, check_cache
 from members.models import Member, Tier, TokenScope
 from members.services import create_api_token
-from portal import redis_breaker
-from portal.cache import OncePerInterval, check_cache
 from portal.settings import _redis_cache
 from tests.conftest import PASSWORD, make_plan
 
@@ -198,7 +198,7 @@ def test_a_hung_redis_delays_a_page_by_a_few_socket_timeouts_only(
 
     assert "Welcome, Alice<" in body
     print(f"dashboard with Redis hung: {elapsed:.2f} s; health check: {health.latency_ms:.0f} ms")
-    # One timeout: the first call trips the circuit breaker (portal/redis_breaker.py) and every
+    # One timeout: the first call trips the circuit breaker (core/redis_breaker.py) and every
     # later call fails at once; a little room on top for a slow machine.
     assert elapsed < 8 * SOCKET_TIMEOUT
     assert not health.up

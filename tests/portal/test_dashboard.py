@@ -8,9 +8,9 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from core.cache import MEMBER, invalidate
 from members.models import Action, ActivityLog, Member, Profile, Tier, TokenScope
 from members.services import create_api_token, revoke_api_token
-from portal.cache import MEMBER, invalidate
 from subscriptions.models import Plan, SubscriptionStatus
 from subscriptions.services import start_subscription
 from tests.conftest import make_plan

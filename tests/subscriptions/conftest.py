@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from core.cache import CONFIG, invalidate
 from members.models import Tier
-from portal.cache import CONFIG, invalidate
 from subscriptions import stripe_api
 from subscriptions.models import Plan
 from tests.conftest import make_plan

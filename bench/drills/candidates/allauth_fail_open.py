@@ -6,11 +6,11 @@ answers None, the lock is never taken, and the action is refused as over its lim
 answers 429 (or "too many failed login attempts"), and so do sign-up and password reset, for as
 long as Redis is down. Here, an `add` answered by None (the cache is down; a lock held by another
 process answers False) lets the action through, as the portal's own API limiter does
-(portal/ratelimit.py).
+(core/ratelimit.py).
 
 This module patches allauth's private function, for the drill only. The change proposed for the
 portal is in members/ (the login limits, issue 10 item 4): count login attempts with a limiter
-that fails open, e.g. portal/ratelimit.py's `hit()`, and keep allauth's limits for the rest."""
+that fails open, e.g. core/ratelimit.py's `hit()`, and keep allauth's limits for the rest."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ timeout; then the next call tries Redis again. django-redis already turns the fa
 cache miss (IGNORE_EXCEPTIONS), so a page costs at most one socket timeout per process every
 OPEN_SECONDS while Redis hangs, not one per cache call (about ten per API request).
 
-Proposed for portal/cache.py (the class) and portal/settings.py (`"CONNECTION_POOL_KWARGS":
+Proposed for core/cache.py (the class) and portal/settings.py (`"CONNECTION_POOL_KWARGS":
 {"connection_class": BreakerConnection}` in the Redis cache's OPTIONS). It sits under redis-py,
 so every user of the cache gets it: pages, sessions, rate limits, health checks."""
 

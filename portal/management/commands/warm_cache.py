@@ -11,8 +11,8 @@ from django.db.models import Count
 from django.utils import timezone
 from tqdm import tqdm
 
+from core.cache import check_cache
 from members.models import ActivityLog
-from portal.cache import check_cache
 from portal.dashboard import dashboard_summary
 from subscriptions.reads import plans_on_offer
 

@@ -28,7 +28,7 @@ from django.core.cache import cache
 from django.dispatch import Signal
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from portal.proxies import client_ip
+from core.proxies import client_ip
 
 API_PREFIX = "/api/v1/"
 

@@ -1,4 +1,4 @@
-"""The Redis circuit breaker (portal/redis_breaker.py), against a server that accepts
+"""The Redis circuit breaker (core/redis_breaker.py), against a server that accepts
 connections and never answers, as a hung Redis does."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from portal import redis_breaker
-from portal.redis_breaker import BreakerConnectionPool
+from core import redis_breaker
+from core.redis_breaker import BreakerConnectionPool
 from tests.portal.test_settings import settings_with
 
 
@@ -74,7 +74,7 @@ def test_after_a_timeout_calls_fail_at_once_until_the_circuit_closes(
 
 def test_the_portal_cache_uses_the_breaker_for_redis() -> None:
     cache = settings_with(REDIS_URL="redis://127.0.0.1:6379/0")["cache"]
-    assert cache["OPTIONS"]["CONNECTION_POOL_CLASS"] == "portal.redis_breaker.BreakerConnectionPool"
+    assert cache["OPTIONS"]["CONNECTION_POOL_CLASS"] == "core.redis_breaker.BreakerConnectionPool"
 
 
 def test_a_refused_connection_trips_the_circuit_too() -> None:

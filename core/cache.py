@@ -39,7 +39,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.dispatch import Signal
 
-logger = logging.getLogger("portal.cache")
+logger = logging.getLogger("core.cache")
 
 P = ParamSpec("P")
 T = TypeVar("T")

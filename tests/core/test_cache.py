@@ -1,4 +1,4 @@
-"""The cache layer's own behaviour (portal/cache.py): hit and miss counts, the warm dashboard's
+"""The cache layer's own behaviour (core/cache.py): hit and miss counts, the warm dashboard's
 query count, namespaced invalidation, stampede protection, shared statistics and the log filter.
 
 The stampede tests run on Django's local-memory cache and, marked `redis`, on the real Redis of
@@ -23,8 +23,7 @@ import time_machine
 from django.core.cache import cache
 from django.test import Client
 
-from members.models import Member, Tier
-from portal.cache import (
+from core.cache import (
     MEMBER,
     SHORT,
     STAFF,
@@ -38,7 +37,8 @@ from portal.cache import (
     shape_of,
     stats,
 )
-from portal.cache import cached_read as declare_cached_read
+from core.cache import cached_read as declare_cached_read
+from members.models import Member, Tier
 from portal.dashboard import dashboard_summary
 from tests.conftest import make_plan
 from tests.portal.test_landing import without_nonce
@@ -263,7 +263,7 @@ def test_counts_of_every_process_add_up():
     stats.flush()
     code = (
         "import django; django.setup()\n"
-        "from portal.cache import SHORT, stats\n"
+        "from core.cache import SHORT, stats\n"
         "for _ in range(3): stats.record(SHORT, 'hits')\n"
         "stats.flush()\n"
     )

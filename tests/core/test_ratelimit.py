@@ -1,4 +1,4 @@
-"""API rate limits (portal/ratelimit.py) and the client address they count by."""
+"""API rate limits (core/ratelimit.py) and the client address they count by."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 import time_machine
 from django.test import Client, RequestFactory
 
+from core.proxies import client_ip
+from core.ratelimit import Limit, headers_for, hit
 from members.models import TokenScope
 from members.services import create_api_token, create_member
-from portal.proxies import client_ip
-from portal.ratelimit import Limit, headers_for, hit
 
 START = dt.datetime(2026, 11, 28, 12, 0, 0, tzinfo=dt.UTC)  # on a window boundary
 
@@ -116,7 +116,7 @@ def test_processes_share_one_count():
     limit = Limit("shared", 4, 3600)
     code = (
         "import django; django.setup()\n"
-        "from portal.ratelimit import Limit, hit\n"
+        "from core.ratelimit import Limit, hit\n"
         "for _ in range(3): hit(Limit('shared', 4, 3600), 'carol')\n"
     )
     subprocess.run(

@@ -34,7 +34,7 @@ from members.models import Member
 from monitoring import checks
 from monitoring.dashboard import staff_numbers
 from monitoring.health import run_checks
-from portal.routers import heavy_reads
+from core.db_router import heavy_reads
 
 with heavy_reads() as alias:
     heavy_count = Member.objects.count()
