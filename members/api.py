@@ -1,273 +1,27 @@
 """The members' part of the JSON API (`/api/v1/`): the caller's profile, activity and tokens.
-
-Also what every part of the API shares and that `subscriptions.api` imports (members import no
-other app of ours, so it lives here rather than in `portal`): the bearer-token authentication,
-the error shape and its exception. `portal.api` mounts the routers and turns exceptions into
-responses.
+`portal.api` mounts the routers and turns exceptions into responses; the error contract lives in
+`core.api` and the token authentication in `members.api_auth`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
-import re
-from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from django.core.cache import cache
 from django.db import transaction
-from django.http import HttpRequest
 from django.utils import timezone
 from ninja import Field, Path, Query, Router, Schema, Status
-from ninja.security import HttpBearer
-from pydantic import AwareDatetime, BeforeValidator, ConfigDict, field_validator
+from pydantic import ConfigDict, field_validator
 
-from core.ratelimit import hit_token
-from members import services, tokens
+from core.api import ApiError, FieldError, PlainInt, Timestamp, documented, in_utc, invalid_input, optional_not_null
+from members import services
+from members.api_auth import READ, WRITE, TokenRequest
 from members.forms import ProfileForm, time_zone_choices
 from members.http import origin
 from members.models import Action, ActivityLog, ApiToken, Member, MemberStatus, Profile, Tier, TokenScope
 from members.pagination import decode_cursor, encode_cursor
 from members.reads import ProfileSummary, profile_summary
 from members.views import TOKENS_ENDED_WINDOW, TOKENS_LISTED
-
-# --- Errors ----------------------------------------------------------------------------------
-
-ErrorCode = Literal[
-    "bad_request",
-    "not_authenticated",
-    "invalid_token",
-    "token_in_query",
-    "insufficient_scope",
-    "not_found",
-    "method_not_allowed",
-    "payload_too_large",
-    "unsupported_media_type",
-    "validation_error",
-    "rate_limited",
-    "server_error",
-]
-
-
-class Error(Schema):
-    """Every error the API answers, whatever its status."""
-
-    code: ErrorCode = Field(description="Stable, machine-readable; see docs/api.md for the list.")
-    message: str = Field(description="For people: what went wrong and what to do about it.")
-    details: dict[str, Any] | None = Field(description="More about some errors (rate_limited: retry_after).")
-
-
-class FieldError(Schema):
-    field: str = Field(description="The invalid input, by name: a body field, a query or path parameter.")
-    location: Literal["body", "query", "path"]
-    message: str
-
-
-class ValidationFailure(Schema):
-    """A 422: the request was well formed but some of its input is not valid."""
-
-    code: Literal["validation_error"]
-    message: str
-    details: list[FieldError]
-
-
-class ApiError(Exception):
-    """An error answered as `Error` JSON (see `portal.api`), with headers such as WWW-Authenticate."""
-
-    def __init__(
-        self,
-        status: int,
-        code: ErrorCode,
-        message: str,
-        *,
-        details: Any = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details
-        self.headers = dict(headers or {})
-
-
-def invalid_input(errors: list[FieldError]) -> ApiError:
-    names = ", ".join(dict.fromkeys(error.field for error in errors))
-    return ApiError(
-        422,
-        "validation_error",
-        f"Some of the input is not valid: {names}.",
-        details=[error.model_dump() for error in errors],
-    )
-
-
-def documented(ok: Mapping[int, Any], *errors: int) -> dict[int, Any]:
-    """An operation's `response=`: its successes, then each error status with its schema. Every
-    operation behind a token can also answer 401, 403, 429 and 500."""
-    statuses = sorted({*errors, 401, 403, 429, 500})
-    return {**ok, **{status: ValidationFailure if status == 422 else Error for status in statuses}}
-
-
-# --- Authentication --------------------------------------------------------------------------
-
-REALM = 'Bearer realm="Member Portal API"'
-# One message for every unusable token, so the answer never tells a guesser which part was wrong.
-REFUSED_MESSAGE = (
-    "The API token is not valid: it is mistyped, unknown, expired or revoked, or its account is "
-    "not active. Create a new token at /tokens/."
-)
-# Query parameters that clients commonly use for credentials, and anything shaped like our token.
-_CREDENTIAL_PARAMETERS = frozenset({"token", "access_token", "api_key", "apikey"})
-_TOKEN_LIKE = re.compile(re.escape(tokens.PREFIX) + r"[0-9A-Za-z]{4,}")
-# `last_used_at` is written at most this often per token.
-LAST_USED_RESOLUTION = 60
-
-
-def _token_in_query(request: HttpRequest) -> bool:
-    for name, values in request.GET.lists():
-        if name.lower() in _CREDENTIAL_PARAMETERS or _TOKEN_LIKE.search(name):
-            return True
-        if any(_TOKEN_LIKE.search(value) for value in values):
-            return True
-    return False
-
-
-def _record_use(request: HttpRequest, token: ApiToken) -> None:
-    """Note when and from where the token was last used, without a write on every request: the
-    first request of each minute wins the `cache.add`; the others skip the write. When the cache
-    is down (`add` answers None), nothing is written rather than a write per request.
-
-    One conditional UPDATE by primary key, never a read-modify-write of the row."""
-    if cache.add(f"token-seen:{token.pk}", 1, LAST_USED_RESOLUTION) is not True:
-        return
-    ip = origin(request)["ip"]
-    try:
-        ipaddress.ip_address(ip or "")
-    except ValueError:  # no address (a Unix socket) or a peer name the column cannot store
-        ip = None
-    ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now(), last_used_ip=ip)
-
-
-class TokenAuth(HttpBearer):
-    """`Authorization: Bearer <token>`, and nothing else: no session cookie, no query string.
-
-    A token in the query string is refused even beside a valid header, because a URL ends up in
-    logs, browser history and Referer headers: the client must learn to stop sending it. Every
-    token that is not usable gets the same answer, so nothing tells a guesser which part was
-    wrong; a malformed one or one with a wrong checksum costs no query at all."""
-
-    openapi_description = (
-        "An API token created at /tokens/ (`mpt_...`), sent as `Authorization: Bearer <token>`. "
-        "GET operations need the `read` scope; PATCH and DELETE need `write`."
-    )
-
-    def __init__(self, scope: TokenScope) -> None:
-        super().__init__()
-        self.scope = scope
-
-    def __call__(self, request: HttpRequest) -> ApiToken:
-        if _token_in_query(request):
-            raise ApiError(
-                401,
-                "token_in_query",
-                "Never put an API token in the URL: send it in the Authorization header "
-                "(Authorization: Bearer <token>). Revoke the token you sent and create a new one at /tokens/.",
-                headers={"WWW-Authenticate": f'{REALM}, error="invalid_request"'},
-            )
-        header = request.headers.get("Authorization", "")
-        scheme, _, credentials = header.strip().partition(" ")
-        if scheme.lower() != "bearer" or not credentials.strip():
-            raise ApiError(
-                401,
-                "not_authenticated",
-                "This needs an API token, sent as Authorization: Bearer <token>. Create one at /tokens/.",
-                headers={"WWW-Authenticate": REALM},
-            )
-        return self.authenticate(request, credentials.strip())
-
-    def authenticate(self, request: HttpRequest, token: str) -> ApiToken:
-        found = ApiToken.objects.authenticate(token)
-        if found is None:
-            raise ApiError(
-                401,
-                "invalid_token",
-                REFUSED_MESSAGE,
-                headers={"WWW-Authenticate": f'{REALM}, error="invalid_token"'},
-            )
-        hit_token(request, found.pk)
-        _record_use(request, found)
-        if not found.has_scope(self.scope):
-            raise ApiError(
-                403,
-                "insufficient_scope",
-                f"This token lacks the {self.scope} scope that this needs. "
-                f"Create a token with the {self.scope} scope at /tokens/.",
-                headers={"WWW-Authenticate": f'{REALM}, error="insufficient_scope", scope="{self.scope}"'},
-            )
-        return found
-
-
-READ = TokenAuth(TokenScope.READ)
-WRITE = TokenAuth(TokenScope.WRITE)
-
-
-class TokenRequest(HttpRequest):
-    """A request that a token authenticated: `auth` is the token, with its member loaded."""
-
-    auth: ApiToken
-
-
-# --- Input rules shared by query and path parameters -----------------------------------------
-
-_DIGITS = re.compile(r"[0-9]+")
-_RFC3339 = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
-)
-_UTC_MIN = dt.datetime.min.replace(tzinfo=dt.UTC)
-_UTC_MAX = dt.datetime.max.replace(tzinfo=dt.UTC)
-
-
-def _plain_integer(value: Any) -> Any:
-    """Digits only, as the schema's `integer` promises: not "1.0", "1e3", " 5" or "1_000", which
-    a lenient parser would take."""
-    if isinstance(value, str) and not _DIGITS.fullmatch(value):
-        raise ValueError("must be a whole number, written in digits")
-    return value
-
-
-def _rfc3339(value: Any) -> Any:
-    """An RFC 3339 date-time with its offset, as the schema's `date-time` promises: not a Unix
-    timestamp or a date alone, which a lenient parser would take."""
-    if isinstance(value, str) and not _RFC3339.fullmatch(value):
-        raise ValueError("must be an RFC 3339 date and time with an offset, like 2026-01-31T09:30:00Z")
-    return value
-
-
-def _in_utc(value: dt.datetime) -> dt.datetime:
-    """`value` in UTC. A time within a day of the calendar's ends may have no UTC equivalent
-    (9999-12-31T23:00:00-05:00); it is clamped to the end, which selects the same rows."""
-    try:
-        return value.astimezone(dt.UTC)
-    except OverflowError:
-        return _UTC_MAX if value.year > 1 else _UTC_MIN
-
-
-def _optional_not_null(schema: dict[str, Any]) -> None:
-    """For a model whose `None` defaults only mark fields as optional (a PATCH body, query
-    parameters): a field that is sent must hold a value, and a query string cannot even say
-    null, so the schema shows neither null nor a null default."""
-    for name, prop in schema.get("properties", {}).items():
-        if prop.get("default", ...) is None:
-            del prop["default"]
-        variants = [variant for variant in prop.get("anyOf", []) if variant != {"type": "null"}]
-        if "anyOf" in prop and len(variants) == 1:
-            del prop["anyOf"]
-            schema["properties"][name] = {**variants[0], **prop}
-
-
-PlainInt = Annotated[int, BeforeValidator(_plain_integer)]
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
-
 
 # --- /me -------------------------------------------------------------------------------------
 
@@ -304,7 +58,7 @@ class ProfilePatch(Schema):
     """The fields to change; a field left out is left as it is. Validated like the profile page."""
 
     # Strict: "yes" is not a boolean and 5 is not a string, as the schema says.
-    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra=_optional_not_null)
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra=optional_not_null)
 
     display_name: str | None = Field(None, max_length=80, pattern=_NO_NUL)
     bio: str | None = Field(None, max_length=2000, pattern=_NO_NUL)
@@ -345,7 +99,7 @@ _DETAIL_KEYS = ("name", "fields", "token_id", "from", "to", "method", "mfa", "re
 
 
 class ActivityFilters(Schema):
-    model_config = ConfigDict(json_schema_extra=_optional_not_null)
+    model_config = ConfigDict(json_schema_extra=optional_not_null)
 
     limit: PlainInt = Field(ACTIVITY_LIMIT_DEFAULT, ge=1, le=ACTIVITY_LIMIT_MAX, description="Entries per page.")
     cursor: str | None = Field(
@@ -485,9 +239,9 @@ def list_activity(request: TokenRequest, filters: Query[ActivityFilters]) -> Act
     if filters.action:
         entries = entries.filter(action=filters.action)
     if filters.since:
-        entries = entries.filter(created_at__gte=_in_utc(filters.since))
+        entries = entries.filter(created_at__gte=in_utc(filters.since))
     if filters.until:
-        entries = entries.filter(created_at__lt=_in_utc(filters.until))
+        entries = entries.filter(created_at__lt=in_utc(filters.until))
     entries = entries.recent()
     if filters.cursor is not None:
         cursor = decode_cursor(filters.cursor)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from typing import Any
 
 from django.db import transaction
@@ -79,6 +80,17 @@ def create_api_token(
         detail={"token_id": token.pk, "name": name},
     )
     return token, new.plain
+
+
+def record_token_use(*, token: ApiToken, ip: str | None) -> None:
+    """When and from where `token` was last used: one conditional UPDATE by primary key, never a
+    read-modify-write of the row. An address the column cannot store (none, for a Unix socket,
+    or a peer name) is recorded as unknown."""
+    try:
+        ipaddress.ip_address(ip or "")
+    except ValueError:
+        ip = None
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now(), last_used_ip=ip)
 
 
 def actor_detail(actor: Member | None) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from django.http.response import HttpResponseBase
 from core.ratelimit import API_PREFIX
 from monitoring.metrics import MEMBER_TIERS, QUERIES_PER_REQUEST, REQUEST_LATENCY_BY_TIER, TOKEN_AUTH_FAILURES
 
-# WWW-Authenticate's error parameter on the API's 401 answers (members.api.TokenAuth), as a reason.
+# WWW-Authenticate's error parameter on the API's 401 answers (members.api_auth.TokenAuth), as a reason.
 _AUTH_ERRORS = {'error="invalid_token"': "invalid_token", 'error="invalid_request"': "token_in_query"}
 
 

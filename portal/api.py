@@ -8,7 +8,7 @@ Layers, outermost first:
   `304 Not Modified` for a matching `If-None-Match`.
 - `_check_body`, around every operation, before authentication and before any byte of a body
   is read: 413 for an oversized body, 415 for a body that is not JSON.
-- django-ninja: authentication (`members.api.TokenAuth`), input validation, the operation; any
+- django-ninja: authentication (`members.api_auth.TokenAuth`), input validation, the operation; any
   exception becomes JSON through the handlers below, an unexpected one a bare 500.
 """
 
@@ -32,8 +32,8 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.openapi.schema import OpenAPISchema
 from ninja.responses import NinjaJSONEncoder
 
+from core.api import ApiError, ErrorCode, FieldError, invalid_input
 from core.ratelimit import RateLimited
-from members.api import ApiError, ErrorCode, FieldError, invalid_input
 from members.api import router as members_router
 from subscriptions.api import router as subscriptions_router
 

@@ -1,5 +1,5 @@
 """The subscriptions' part of the JSON API (`/api/v1/`): the caller's subscription and the plans
-on offer. Mounted by `portal.api`; authentication and errors come from `members.api`."""
+on offer. Mounted by `portal.api`; errors come from `core.api`, authentication from `members.api_auth`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 from ninja import Field, Router, Schema
 
+from core.api import documented
 from core.cache import MEDIUM, MEMBER, cached_read
-from members.api import READ, TokenRequest, documented
+from members.api_auth import READ, TokenRequest
 from members.models import Tier
 from subscriptions.models import PlanInterval, Subscription, SubscriptionStatus
 from subscriptions.reads import PlanSummary, plans_on_offer
