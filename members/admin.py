@@ -9,41 +9,30 @@ index on `email` serves (`LIKE 'term%'`). The admin's `^email` and `=email` woul
 from __future__ import annotations
 
 import datetime as dt
-import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar, TypeVar, cast
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.contrib.admin.options import IS_POPUP_VAR, IncorrectLookupParameters, InlineModelAdmin
-from django.contrib.admin.views.main import ChangeList
+from django.contrib.admin.options import IS_POPUP_VAR, InlineModelAdmin
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
-from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
-from django.db import connections
 from django.db.models import Model, QuerySet
 from django.forms.models import BaseInlineFormSet
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path, reverse
+from django.urls import reverse
 from django.utils import timezone
-from django.utils.dateparse import parse_date
-from django.utils.functional import cached_property
 from django.utils.html import format_html
-from django.utils.safestring import SafeString, mark_safe
-from django.utils.translation import gettext
 
+from core.admin import BigListAdmin, CappedCountPaginator, DateRangeListFilter
 from core.cache import MEMBER, invalidate_on_commit
-from core.db_router import heavy_reads
-from members.exports import stream_csv
-from members.http import origin
+from members.exports import CsvExportAdmin
 from members.models import ActivityLog, ApiToken, Member, Profile
 from members.services import (
     create_member,
     deactivate_member,
-    record_export,
     revoke_api_token,
     revoke_member_api_tokens,
     update_member,
@@ -82,235 +71,6 @@ _ModelT = TypeVar("_ModelT", bound=Model)
 # At most this many members per bulk action that writes (revoke tokens, deactivate): an action
 # on "all 100,000 matching" by a slip of the mouse would be a disaster, not a shortcut.
 MAX_MEMBERS_PER_ACTION = 100
-
-
-# --- Lists that stay fast on big tables ------------------------------------------------------
-
-
-def estimated_rows(queryset: QuerySet[Any]) -> int | None:
-    """PostgreSQL's estimate of the rows in the queryset's table, when the queryset has no filter
-    at all (None otherwise, on other databases, or before the table was first analysed).
-
-    `pg_class.reltuples` is kept by VACUUM and ANALYZE (autovacuum runs them as the table
-    grows), so it is close, and reading it costs one catalogue row instead of a scan of every
-    row of the table."""
-    if queryset.query.where or queryset.query.is_sliced:
-        return None
-    connection = connections[queryset.db]
-    if connection.vendor != "postgresql":
-        return None
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [queryset.model._meta.db_table])
-        row = cursor.fetchone()
-    if row is None or row[0] < 0:  # -1: never analysed
-        return None
-    return int(row[0])
-
-
-class CappedCountPaginator(Paginator[Any]):
-    """Counts at most `cap` rows, so a page costs the same at 10 million rows as at 10 thousand.
-
-    A plain `SELECT COUNT(*)` reads the whole table on every page view (about 0.1 s per 4 million
-    activity rows with the table in memory, far more when it is not); counting a `LIMIT`ed
-    subquery stops at the cap (3 ms). An unfiltered list on PostgreSQL shows the planner's
-    estimate of the table's rows instead (`estimated_rows`), so staff still see its size.
-    Either way the pages stop at the cap, so `OFFSET` never reaches deep into the table: to look
-    further back, staff filter (by date, member, action...)."""
-
-    cap = 10_000
-
-    @cached_property
-    def count(self) -> int:
-        # The admin always pages a QuerySet.
-        queryset = cast("QuerySet[Any]", self.object_list)
-        estimate = estimated_rows(queryset)
-        if estimate is not None and estimate > self.cap:
-            return estimate
-        # Any `cap` rows will do for counting: no ORDER BY, so no sort and the cheapest index.
-        return queryset.order_by()[: self.cap].count()
-
-    @cached_property
-    def num_pages(self) -> int:
-        pages = super().num_pages
-        return min(pages, max(1, math.ceil(self.cap / self.per_page)))
-
-
-class PagePrefetchChangeList(ChangeList):
-    """Loads the related rows of the page's rows only, one query per relation, after the page is
-    read (`prefetch_related`), instead of joining them into the page query (`select_related`).
-
-    The join runs for every row that `OFFSET` skips as well: on 10 million activity rows, page
-    100 took 66 ms with the member joined in and 7 ms without. On members filtered by a rare
-    status, PostgreSQL hashed the whole profile table for the join (60 ms) where the prefetch
-    reads 100 profiles by their index."""
-
-    def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet[Any]:
-        queryset = super().get_queryset(request, exclude_parameters)
-        # `select_related(None)` drops the joins that the admin's `get_queryset` adds for the
-        # change page, and those the changelist adds for foreign keys in `list_display`.
-        return queryset.select_related(None).prefetch_related(*getattr(self.model_admin, "list_prefetch_related", ()))
-
-
-class BigListAdmin(admin.ModelAdmin[_ModelT]):
-    """What every list over a big table shares: counts that are estimates or stop at the cap,
-    no second count of the whole table, no facet counts (each would count every choice of every
-    filter), and related rows loaded for the page only (`list_prefetch_related`)."""
-
-    paginator = CappedCountPaginator
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER
-    list_prefetch_related: Sequence[str] = ()
-
-    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
-        return PagePrefetchChangeList
-
-    @admin.display(description=mark_safe('<input type="checkbox" id="action-toggle">'))
-    def action_checkbox(self, obj: _ModelT) -> SafeString:
-        """The same checkbox as Django's, written directly: rendering a form widget's template
-        for each of 100 rows took a third of the list's time."""
-        return format_html(
-            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
-            ACTION_CHECKBOX_NAME,
-            str(obj.pk),
-            format_html(gettext("Select this object for an action - {}"), str(obj)),
-        )
-
-
-class DateRangeListFilter(admin.DateFieldListFilter):
-    """The admin's date filter (today, past 7 days, this month, this year) plus a from/before
-    pair of date inputs, on the same two parameters (`<field>__gte`, `<field>__lt`). Both
-    compare the indexed column with a constant: no `date_hierarchy`, whose year and month links
-    aggregate the whole table."""
-
-    template = "admin/date_range_filter.html"
-
-    def __init__(
-        self,
-        field: Any,
-        request: HttpRequest,
-        params: dict[str, list[str]],
-        model: type[Model],
-        model_admin: admin.ModelAdmin[Any],
-        field_path: str,
-    ) -> None:
-        # An input left empty is sent as `created_at__lt=`: no bound, not a malformed one.
-        for key in (f"{field_path}__gte", f"{field_path}__lt"):
-            if key in params and not any(params[key]):
-                del params[key]
-        super().__init__(field, request, params, model, model_admin, field_path)
-
-    @staticmethod
-    def _bound(value: str) -> str | dt.datetime:
-        """A date from the inputs is midnight in the site's time zone; the links already send
-        aware datetimes, which are left to the field to parse."""
-        try:
-            day = parse_date(value)
-        except ValueError as error:  # well formed, but no such day (2026-02-30)
-            raise IncorrectLookupParameters(error) from None
-        if day is None:
-            return value
-        return timezone.make_aware(dt.datetime.combine(day, dt.time.min))
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        parameters = cast("dict[str, list[str]]", self.used_parameters)
-        self.used_parameters = {
-            key: [self._bound(value) for value in values] if key.endswith(("__gte", "__lt")) else values
-            for key, values in parameters.items()
-        }
-        return cast("QuerySet[Any]", super().queryset(request, queryset))
-
-    def choices(self, changelist: ChangeList) -> Iterator[Any]:
-        # The other parameters of the list, carried by the date form as hidden inputs.
-        self.hidden_params = [
-            (key, value) for key, value in changelist.params.items() if key not in self.expected_parameters()
-        ]
-        self.since_value = str(self.date_params.get(self.lookup_kwarg_since, ""))[:10]
-        self.until_value = str(self.date_params.get(self.lookup_kwarg_until, ""))[:10]
-        yield from super().choices(changelist)
-
-
-class CsvExportAdmin(admin.ModelAdmin[_ModelT]):
-    """An "Export CSV" link above the list (the list as filtered, searched and ordered) and an
-    "Export selected to CSV" action, both streamed (`members.exports`) and both noted on the
-    staff member's own activity log. Subclasses name the columns in `csv_columns` (header,
-    attribute path or method name); nothing secret belongs there."""
-
-    csv_columns: Sequence[tuple[str, str]] = ()
-    # Rows fetched per round trip while streaming.
-    csv_chunk_size = 2_000
-    # A list of tens of millions of rows is filtered before it is exported, not after.
-    csv_max_rows: int | None = None
-    change_list_template = "admin/csv_export_change_list.html"
-
-    def has_export_permission(self, request: HttpRequest) -> bool:
-        # The export holds what the list shows to whoever may view it.
-        return self.has_view_permission(request)
-
-    def get_urls(self) -> list[URLPattern]:
-        opts = self.model._meta
-        export = path(
-            "export.csv",
-            self.admin_site.admin_view(self.export_view),
-            name=f"{opts.app_label}_{opts.model_name}_export",
-        )
-        return [export, *super().get_urls()]
-
-    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        if self.has_export_permission(request):
-            opts = self.model._meta
-            extra_context = {
-                "csv_export_url": reverse(f"admin:{opts.app_label}_{opts.model_name}_export"),
-                **(extra_context or {}),
-            }
-        return super().changelist_view(request, extra_context)
-
-    def export_view(self, request: HttpRequest) -> HttpResponseBase:
-        """The list as the changelist would show it with the same query string, every page."""
-        if not self.has_export_permission(request):
-            raise PermissionDenied
-        try:
-            changelist = self.get_changelist_instance(request)
-        except IncorrectLookupParameters:
-            opts = self.model._meta
-            return HttpResponseRedirect(reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist") + "?e=1")
-        return self._export(request, changelist.queryset, rows=f"list ?{request.GET.urlencode()}")
-
-    @admin.action(description="Export selected to CSV", permissions=["export"])
-    def export_csv(self, request: HttpRequest, queryset: QuerySet[_ModelT]) -> StreamingHttpResponse:
-        if request.POST.get("select_across") == "1":
-            rows = f"all matching ?{request.GET.urlencode()}"
-        else:
-            rows = "selected " + ",".join(request.POST.getlist(ACTION_CHECKBOX_NAME))
-        return self._export(request, queryset, rows=rows)
-
-    def _export(self, request: HttpRequest, queryset: QuerySet[_ModelT], *, rows: str) -> StreamingHttpResponse:
-        opts = self.model._meta
-        record_export(actor=cast("Member", request.user), model=opts.label_lower, rows=rows[:500], **origin(request))
-        # The rows are read while the response streams: pin the queryset to the read replica,
-        # if there is one, now.
-        with heavy_reads() as alias:
-            queryset = queryset.using(alias)
-        if self.csv_max_rows is not None:
-            queryset = queryset[: self.csv_max_rows]
-        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-        return stream_csv(
-            filename=f"{opts.model_name}-{stamp}.csv",
-            header=[header for header, _ in self.csv_columns],
-            rows=(self._csv_row(obj) for obj in queryset.iterator(chunk_size=self.csv_chunk_size)),
-        )
-
-    def _csv_row(self, obj: _ModelT) -> list[Any]:
-        row = []
-        for _, source in self.csv_columns:
-            method = getattr(self, source, None)
-            if callable(method):
-                row.append(method(obj))
-                continue
-            value: Any = obj
-            for part in source.split("__"):
-                value = getattr(value, part, None)
-            row.append(value)
-        return row
 
 
 class ProfileInline(admin.StackedInline[Profile, Member]):

@@ -15,7 +15,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from members.admin import ActivityLogAdmin, CappedCountPaginator, LatestActivityInline
+from core.admin import CappedCountPaginator
+from members.admin import ActivityLogAdmin, LatestActivityInline
 from members.models import Action, ActivityLog, ApiToken, Member, MemberStatus, Profile, Tier, TokenScope
 from members.services import create_api_token, create_member, record_activity
 from subscriptions.models import Subscription, SubscriptionStatus

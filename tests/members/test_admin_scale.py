@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from members.admin import CappedCountPaginator
+from core.admin import CappedCountPaginator
 from members.models import ActivityLog, Member
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db, pytest.mark.usefixtures("scale_rows", "warm_content_types")]
