@@ -49,7 +49,7 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class Tier:
+class TtlTier:
     name: str
     setting: str
 
@@ -60,10 +60,10 @@ class Tier:
         return value
 
 
-SHORT = Tier("short", "CACHE_TTL_SHORT")
-MEDIUM = Tier("medium", "CACHE_TTL_MEDIUM")
-LONG = Tier("long", "CACHE_TTL_LONG")
-VERY_LONG = Tier("very_long", "CACHE_TTL_VERY_LONG")
+SHORT = TtlTier("short", "CACHE_TTL_SHORT")
+MEDIUM = TtlTier("medium", "CACHE_TTL_MEDIUM")
+LONG = TtlTier("long", "CACHE_TTL_LONG")
+VERY_LONG = TtlTier("very_long", "CACHE_TTL_VERY_LONG")
 TIERS = (SHORT, MEDIUM, LONG, VERY_LONG)
 
 
@@ -131,7 +131,7 @@ LOCK_SECONDS = 10
 WAIT_SECONDS = 2.0
 _POLL_SECONDS = 0.02
 
-_TIERS_BY_NAMESPACE: dict[Namespace, set[Tier]] = {}
+_TIERS_BY_NAMESPACE: dict[Namespace, set[TtlTier]] = {}
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,7 @@ def shape_of(func: Callable[..., Any]) -> str:
 class CachedRead(Generic[P, T]):
     """A function whose result is cached under a versioned key; see the module docstring."""
 
-    def __init__(self, func: Callable[P, T], *, tier: Tier, namespace: Namespace) -> None:
+    def __init__(self, func: Callable[P, T], *, tier: TtlTier, namespace: Namespace) -> None:
         functools.update_wrapper(self, func)
         self.func = func
         self.tier = tier
@@ -251,7 +251,7 @@ class CachedRead(Generic[P, T]):
                 cache.delete(f"lock:{key}")
 
 
-def cached_read(*, tier: Tier, namespace: Namespace) -> Callable[[Callable[P, T]], CachedRead[P, T]]:
+def cached_read(*, tier: TtlTier, namespace: Namespace) -> Callable[[Callable[P, T]], CachedRead[P, T]]:
     """Declare a cached read. Its first argument, if any, is its scope in `namespace`."""
 
     def decorate(func: Callable[P, T]) -> CachedRead[P, T]:
@@ -264,7 +264,7 @@ def cached_read(*, tier: Tier, namespace: Namespace) -> Callable[[Callable[P, T]
 
 EVENTS = ("hits", "misses", "sets", "invalidations")
 
-# Sent with `tier` (a Tier) and `event` (one of EVENTS) as each is counted, so that monitoring can
+# Sent with `tier` (a TtlTier) and `event` (one of EVENTS) as each is counted, so that monitoring can
 # count them per process for Prometheus while this module knows nothing of monitoring.
 stats_recorded = Signal()
 
@@ -286,7 +286,7 @@ class CacheStats:
     def _key(tier: str, event: str) -> str:
         return f"stats:{tier}:{event}"
 
-    def record(self, tier: Tier, event: str) -> None:
+    def record(self, tier: TtlTier, event: str) -> None:
         stats_recorded.send(sender=CacheStats, tier=tier, event=event)
         with self._lock:
             self._pending[(tier.name, event)] = self._pending.get((tier.name, event), 0) + 1

@@ -37,8 +37,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from core.cache import SHORT, STAFF, TIERS, CacheStats, cached_read
-from core.cache import Tier as CacheTier
+from core.cache import SHORT, STAFF, TIERS, CacheStats, TtlTier, cached_read
 from core.db_router import heavy_reads
 from core.ratelimit import Limit
 from members.models import Member, Tier
@@ -131,7 +130,7 @@ def observe_web_vital(name: str, value: float, *, page: str, member_tier: str) -
 _CACHE_RESULTS = {"hits": "hit", "misses": "miss"}
 
 
-def count_cache_read(sender: type[CacheStats], *, tier: CacheTier, event: str, **kwargs: Any) -> None:
+def count_cache_read(sender: type[CacheStats], *, tier: TtlTier, event: str, **kwargs: Any) -> None:
     """Receiver of `core.cache.stats_recorded`: hits and misses, per tier."""
     result = _CACHE_RESULTS.get(event)
     if result is not None:

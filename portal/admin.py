@@ -85,6 +85,6 @@ class PortalAdminSite(admin.AdminSite):
     def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
         """The app list, under the staff dashboard (templates/admin/index.html)."""
         # Imported here: this module is loaded while the admin app is set up, before the models.
-        from monitoring.dashboard import admin_index_context
+        from monitoring.staff_dashboard import admin_index_context
 
         return super().index(request, {**(extra_context or {}), "dashboard": admin_index_context()})

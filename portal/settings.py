@@ -349,7 +349,7 @@ MFA_TOTP_ISSUER = "Member Portal"
 # Staff must have passed a second factor in the current session to use /admin/ (portal/admin.py).
 # On by default in production; off by default with DEBUG on, so the local demo logs straight in.
 ADMIN_REQUIRE_MFA = _read("ADMIN_REQUIRE_MFA", _bool, not DEBUG)
-# Days between a member asking to delete their account and its deletion (portal/account.py);
+# Days between a member asking to delete their account and its deletion (portal/account_data.py);
 # they can log in and keep it meanwhile.
 ACCOUNT_DELETION_GRACE_DAYS = _read("ACCOUNT_DELETION_GRACE_DAYS", _positive_int, 14)
 

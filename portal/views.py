@@ -19,7 +19,7 @@ from members.http import MemberRequest, origin
 from members.models import Action
 from members.services import record_activity
 from members.views import render_member_page
-from portal import account
+from portal import account_data
 from portal.dashboard import dashboard_summary
 from subscriptions.reads import plans_on_offer
 
@@ -60,11 +60,11 @@ def dashboard(request: MemberRequest) -> HttpResponse:
 @login_required
 @require_POST
 def export_data(request: MemberRequest) -> StreamingHttpResponse:
-    """Everything the portal holds about the member, as a JSON download (portal/account.py).
+    """Everything the portal holds about the member, as a JSON download (portal/account_data.py).
     A POST, so the download is the member's own doing (CSRF) and is recorded."""
     member = request.user
     record_activity(member=member, action=Action.ACCOUNT_EXPORTED, **origin(request))
-    response = StreamingHttpResponse(account.export_member_data(member), content_type="application/json")
+    response = StreamingHttpResponse(account_data.export_member_data(member), content_type="application/json")
     response["Content-Disposition"] = f'attachment; filename="member-portal-data-{timezone.now():%Y-%m-%d}.json"'
     return response
 
@@ -95,8 +95,8 @@ def delete_account(request: MemberRequest) -> HttpResponse:
             return render_member_page(request, "portal/delete_account.html", context, status=429)
     if request.method == "POST" and form.is_valid():
         try:
-            at = account.request_deletion(member=member, **origin(request))
-        except account.DeletionRefused as refused:
+            at = account_data.request_deletion(member=member, **origin(request))
+        except account_data.DeletionRefused as refused:
             form.add_error(None, str(refused))
         else:
             logout(request)
@@ -114,6 +114,6 @@ def delete_account(request: MemberRequest) -> HttpResponse:
 @login_required
 @require_POST
 def keep_account(request: MemberRequest) -> HttpResponse:
-    if account.keep_account(member=request.user, **origin(request)):
+    if account_data.keep_account(member=request.user, **origin(request)):
         messages.success(request, "Your account will not be deleted. Create new API tokens if you need them.")
     return redirect("dashboard")

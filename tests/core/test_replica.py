@@ -32,7 +32,7 @@ import json, logging
 from django.test import Client
 from members.models import Member
 from monitoring import checks
-from monitoring.dashboard import staff_numbers
+from monitoring.staff_dashboard import staff_numbers
 from monitoring.health import run_checks
 from core.db_router import heavy_reads
 

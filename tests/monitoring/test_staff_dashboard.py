@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from members.models import Action, ActivityLog, Member, MemberStatus, Tier
 from members.services import create_member, record_activity
-from monitoring.dashboard import SIGNUP_DAYS, staff_numbers
+from monitoring.staff_dashboard import SIGNUP_DAYS, staff_numbers
 from subscriptions.models import Plan, Subscription, SubscriptionStatus
 from subscriptions.services import start_subscription
 from tests.conftest import make_plan

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from portal.account import purge_deleted_members
+from portal.account_data import purge_deleted_members
 
 
 class Command(BaseCommand):
