@@ -37,7 +37,6 @@ from monitoring.traffic import recent_requests
 from monitoring.vitals import MAX_BODY_BYTES, BeaconRefused, parse_beacon
 from portal import ratelimit
 from portal.cache import stats as cache_stats
-from portal.proxies import client_ip
 
 
 @require_GET
@@ -230,7 +229,7 @@ def web_vitals(request: HttpRequest) -> HttpResponse:
         response = _refuse(405, "method_not_allowed", "Send beacons with POST.")
         response["Allow"] = "POST"
         return response
-    decision = ratelimit.hit(ratelimit.vitals_limit(), client_ip(request) or "unknown")
+    decision = ratelimit.hit(ratelimit.vitals_limit(), ratelimit.client_subject(request))
     if decision is not None and not decision.allowed:
         return ratelimit.rate_limited_response(decision, [decision])
     try:
