@@ -11,12 +11,18 @@ stops an address that guesses tokens. Another, per client IP, applies to the Web
 of `/vitals/`. Responses carry the `RateLimit-Policy` and `RateLimit` headers of the IETF draft,
 and a refused request also gets `Retry-After`.
 
+Every per-address limit counts by `client_subject`: the client's address behind our trusted
+proxies, and for IPv6 its whole network of `RATE_LIMIT_IPV6_PREFIX` bits (a /64 by default),
+since one subscriber holds at least a /64 and could otherwise take a fresh address per request.
+
 When the cache is down, requests are let through (the limiter fails open): availability of
 the API matters more than limits during a Redis outage, which monitoring reports on its own.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import math
 import time
 from collections.abc import Callable
@@ -50,6 +56,7 @@ class Decision:
     allowed: bool
     remaining: int
     reset: int  # seconds until the window's count has dropped enough to allow a request again
+    counted_in: str = ""  # the counter `hit` added this request to ("" for `peek`), for `release`
 
     @property
     def retry_after(self) -> int:
@@ -101,7 +108,20 @@ def hit(limit: Limit, subject: str) -> Decision | None:
         reset = math.ceil(needed * limit.window)
     else:
         reset = math.ceil(limit.window - elapsed)
-    return Decision(limit, allowed, max(0, math.floor(limit.quota - used)), reset)
+    return Decision(limit, allowed, max(0, math.floor(limit.quota - used)), reset, counted_in=current_key)
+
+
+def release(decision: Decision | None) -> None:
+    """Take back the request that `hit` counted for `decision`, from the window it was counted in.
+
+    With `hit` first and `release` after, a limit can guard work that only sometimes counts (a
+    password that turns out right) without a race: the count is taken before the work starts,
+    so concurrent requests can never all see room for one more. Nothing happens for a `peek`,
+    for a cache that was down, or for a counter that has expired meanwhile."""
+    if decision is None or not decision.counted_in:
+        return
+    with contextlib.suppress(ValueError):  # the counter expired: nothing left to take back
+        cache.decr(decision.counted_in)
 
 
 def peek(limit: Limit, subject: str) -> Decision | None:
@@ -134,6 +154,27 @@ def _count(key: str, *, timeout: int) -> int | None:
                 return None if added is None else 1
             # Another process created it meanwhile: count on it.
     return 1
+
+
+def address_subject(address: str | None) -> str:
+    """The subject a per-address limit counts for `address`: an IPv4 address itself (also when
+    written IPv4-mapped), an IPv6 address as its network of `RATE_LIMIT_IPV6_PREFIX` bits."""
+    if not address:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, settings.RATE_LIMIT_IPV6_PREFIX), strict=False))
+    return str(ip)
+
+
+def client_subject(request: HttpRequest) -> str:
+    """The subject every per-address limit counts a request by (see the module's docstring)."""
+    return address_subject(client_ip(request))
 
 
 def token_limit() -> Limit:
@@ -192,7 +233,7 @@ class RateLimitMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if not request.path.startswith(API_PREFIX):
             return self.get_response(request)
-        ip = client_ip(request) or "unknown"
+        ip = client_subject(request)
         failures = peek(auth_failure_limit(), ip)
         if failures is not None and not failures.allowed:
             # Refused before its token is even looked at: a valid one from this address waits too.

@@ -1,4 +1,5 @@
-"""Forms of the member pages: profile, API tokens and the activity filter."""
+"""Forms of the member pages: profile, API tokens and the activity filter; and the sign-up and
+password change forms of allauth, adjusted (settings.ACCOUNT_FORMS)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ import functools
 import zoneinfo
 from typing import Any, cast
 
+from allauth.account.adapter import get_adapter
+from allauth.account.forms import ChangePasswordForm as AllauthChangePasswordForm
+from allauth.account.forms import SignupForm as AllauthSignupForm
 from django import forms
+from django.contrib.auth.hashers import make_password
+from django.http import HttpRequest, HttpResponse
 
 from members.models import Action, Profile, TokenScope
 
@@ -135,4 +141,28 @@ class ConfirmPasswordForm(forms.Form):
         password: str = self.cleaned_data["password"]
         if not self.member.check_password(password):
             raise forms.ValidationError("That is not your password.", code="wrong_password")
+        return password
+
+
+class SignupForm(AllauthSignupForm):  # type: ignore[misc]
+    def try_save(self, request: HttpRequest) -> tuple[Any, HttpResponse | None]:
+        """For an address that already has an account, allauth creates nothing and mails its
+        owner instead, with the same answer as for a new one. Hash the password all the same
+        and throw the hash away: hashing is nearly all the time a new account costs (about
+        0.2 s), so without it a fast answer would tell that the address is taken."""
+        if self.account_already_exists and self.cleaned_data.get("password1"):
+            make_password(self.cleaned_data["password1"])
+        return cast("tuple[Any, HttpResponse | None]", super().try_save(request))
+
+
+class ChangePasswordForm(AllauthChangePasswordForm):  # type: ignore[misc]
+    def clean_oldpassword(self) -> str:
+        """Check the current password as a login does (members.adapters.AccountAdapter): a wrong
+        one is a failed login of the account, and while the account is over its limit even the
+        right one is refused. allauth's own form checks it directly, so an open session could
+        guess the password beside the login form's limit."""
+        password = str(self.cleaned_data.get("oldpassword", ""))
+        adapter = get_adapter()
+        if not adapter.reauthenticate(self.user, password):
+            raise adapter.validation_error("enter_current_password")
         return password

@@ -31,7 +31,6 @@ from django.views.decorators.http import require_GET
 
 from core import ratelimit
 from core.cache import stats as cache_stats
-from core.proxies import client_ip
 from monitoring import checks
 from monitoring.health import State, public_report, run_checks
 from monitoring.metrics import exposition as metrics_exposition
@@ -230,7 +229,7 @@ def web_vitals(request: HttpRequest) -> HttpResponse:
         response = _refuse(405, "method_not_allowed", "Send beacons with POST.")
         response["Allow"] = "POST"
         return response
-    decision = ratelimit.hit(ratelimit.vitals_limit(), client_ip(request) or "unknown")
+    decision = ratelimit.hit(ratelimit.vitals_limit(), ratelimit.client_subject(request))
     if decision is not None and not decision.allowed:
         return ratelimit.rate_limited_response(decision, [decision])
     try:

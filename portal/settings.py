@@ -323,6 +323,12 @@ ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_CHANGE_EMAIL = True
 # Sign-up, login and reset answer the same whether or not an account exists.
 ACCOUNT_PREVENT_ENUMERATION = True
+# Sign-up hashes the password for a taken address too (same answer, same time); a password
+# change checks the current password as a login would, against the same failure limits.
+ACCOUNT_FORMS = {
+    "signup": "members.forms.SignupForm",
+    "change_password": "members.forms.ChangePasswordForm",
+}
 ACCOUNT_SESSION_REMEMBER = False
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Member Portal] "
@@ -364,8 +370,23 @@ def _networks(raw: str) -> list[str]:
 
 
 # Addresses (or CIDR ranges) of our own reverse proxies. Only requests arriving from one of them
-# have their X-Forwarded-For header read for the client's address (members.http.client_ip).
+# have their X-Forwarded-For header read for the client's address (core.proxies.client_ip),
+# by every limit, allauth's included (members.adapters.AccountAdapter.get_client_ip).
 TRUSTED_PROXIES: list[str] = _read("TRUSTED_PROXIES", _networks, [])
+
+
+def _ipv6_prefix(raw: str) -> int:
+    value = int(raw)
+    if not 1 <= value <= 128:
+        raise ValueError("expected a prefix length from 1 to 128")
+    return value
+
+
+# Every per-address limit counts an IPv6 client by its network of this many bits, not its own
+# address: one subscriber gets at least a /64 and could take a new address for every request
+# (core/ratelimit.py `client_subject`; allauth's sign-up and reset limits by the same setting).
+RATE_LIMIT_IPV6_PREFIX = _read("RATE_LIMIT_IPV6_PREFIX", _ipv6_prefix, 64)
+ALLAUTH_RATE_LIMIT_IPV6_PREFIX = RATE_LIMIT_IPV6_PREFIX
 # Requests per minute, per API token and per client IP (core/ratelimit.py).
 API_RATE_LIMIT_PER_TOKEN = _read("API_RATE_LIMIT_PER_TOKEN", _positive_int, 120)
 API_RATE_LIMIT_PER_IP = _read("API_RATE_LIMIT_PER_IP", _positive_int, 300)

@@ -9,7 +9,7 @@ import time_machine
 from django.test import Client, RequestFactory
 
 from core.proxies import client_ip
-from core.ratelimit import Limit, headers_for, hit
+from core.ratelimit import Limit, address_subject, headers_for, hit
 from members.models import TokenScope
 from members.services import create_api_token, create_member
 
@@ -95,6 +95,32 @@ def test_the_api_limits_each_client_address(client, db, settings):
     assert refused["Retry-After"] == "60"
     assert refused["RateLimit-Policy"] == '"ip";q=3;w=60'
     assert other.status_code != 429
+
+
+def test_the_api_counts_an_ipv6_client_by_its_64_network(client, db, settings):
+    settings.API_RATE_LIMIT_PER_IP = 3
+    with time_machine.travel(START, tick=False):
+        answers = [client.get("/api/v1/me", REMOTE_ADDR=f"2001:db8:7:8::{n + 1:x}") for n in range(4)]
+        next_network = client.get("/api/v1/me", REMOTE_ADDR="2001:db8:7:9::1")
+    assert [a.status_code == 429 for a in answers] == [False, False, False, True]
+    assert next_network.status_code != 429
+
+
+@pytest.mark.parametrize(
+    ("prefix", "address", "subject"),
+    [
+        (64, "203.0.113.7", "203.0.113.7"),
+        (64, "2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"),
+        (64, "2001:DB8:1:2::1", "2001:db8:1:2::/64"),
+        (48, "2001:db8:1:2::1", "2001:db8:1::/48"),
+        (128, "2001:db8::1", "2001:db8::1/128"),
+        (64, "::ffff:203.0.113.7", "203.0.113.7"),  # an IPv4 client, written IPv4-mapped
+        (64, None, "unknown"),
+    ],
+)
+def test_per_address_limits_count_ipv6_by_its_network(settings, prefix, address, subject):
+    settings.RATE_LIMIT_IPV6_PREFIX = prefix
+    assert address_subject(address) == subject
 
 
 def test_pages_outside_the_api_are_not_counted(client, db, settings):

@@ -34,6 +34,7 @@ CONTRACT = [
     "SENTRY_DSN", "SENTRY_ENVIRONMENT", "SENTRY_RELEASE", "SENTRY_TRACES_SAMPLE_RATE",
     "SENTRY_PROFILES_SAMPLE_RATE", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "METRICS_TOKEN",
     "HEALTH_TOKEN", "EMAIL_URL", "DATABASE_REPLICA_URL", "WEB_VITALS_SAMPLE_RATE", "WEB_VITALS_RATE_LIMIT_PER_IP",
+    "RATE_LIMIT_IPV6_PREFIX",
 ]  # fmt: skip
 
 
@@ -126,6 +127,8 @@ def test_cache_ttl_tiers_come_from_the_environment():
         ({"SENTRY_TRACES_SAMPLE_RATE": "2"}, "SENTRY_TRACES_SAMPLE_RATE"),
         ({"WEB_VITALS_SAMPLE_RATE": "1.5"}, "WEB_VITALS_SAMPLE_RATE"),
         ({"WEB_VITALS_RATE_LIMIT_PER_IP": "0"}, "WEB_VITALS_RATE_LIMIT_PER_IP"),
+        ({"RATE_LIMIT_IPV6_PREFIX": "129"}, "RATE_LIMIT_IPV6_PREFIX"),
+        ({"RATE_LIMIT_IPV6_PREFIX": "/64"}, "RATE_LIMIT_IPV6_PREFIX"),
         ({"STRIPE_SECRET_KEY": "pk_live_123"}, "STRIPE_SECRET_KEY"),
         ({"STRIPE_WEBHOOK_SECRET": "secret"}, "STRIPE_WEBHOOK_SECRET"),
         ({"EMAIL_URL": "ftp://mail"}, "EMAIL_URL"),
@@ -137,6 +140,15 @@ def test_a_bad_value_stops_start_up_naming_the_variable(env, named):
     line = start_up_error(**env)
     assert "ImproperlyConfigured" in line
     assert named in line
+
+
+def test_the_ipv6_prefix_of_every_limit_comes_from_one_variable():
+    code = (
+        "import django; from django.conf import settings; from allauth import app_settings; django.setup(); "
+        "print(settings.RATE_LIMIT_IPV6_PREFIX, app_settings.RATE_LIMIT_IPV6_PREFIX)"
+    )
+    assert run_python(code).stdout.split() == ["64", "64"]
+    assert run_python(code, RATE_LIMIT_IPV6_PREFIX="56").stdout.split() == ["56", "56"]
 
 
 def test_the_start_up_error_does_not_echo_a_password():
