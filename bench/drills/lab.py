@@ -317,7 +317,7 @@ class Lab:
     ) -> None:
         """`settings`: Python run after `from portal.settings import *` (a module of the snapshot
         then serves as the settings), and `gunicorn_args`: extra command-line arguments for
-        gunicorn (GUNICORN_CMD_ARGS). Both to try a candidate fix without editing the tree."""
+        gunicorn (GUNICORN_CMD_ARGS). Both to try a fix without editing the tree."""
         self.verbose = log
         self.settings = settings
         self.gunicorn_args = gunicorn_args
