@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
+from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any, Self
 
@@ -52,6 +53,17 @@ def free_port(first: int = 0, last: int = 0) -> int:
             chosen: int = probe.getsockname()[1]
             return chosen
     raise RuntimeError(f"no free loopback port between {first} and {last}")
+
+
+def keep_cookies(jar: dict[str, str], set_cookie: Iterable[str]) -> None:
+    """What a browser does with a response's Set-Cookie headers: keeps each cookie in `jar`, or
+    forgets it when it is expired (Max-Age=0, as a logout sends)."""
+    for header in set_cookie:
+        for name, morsel in SimpleCookie(header).items():
+            if morsel["max-age"] == "0":
+                jar.pop(name, None)
+            else:
+                jar[name] = morsel.value
 
 
 def production_env(*, database_url: str, secret_key: str, drop: Iterable[str] = (), **settings: str) -> dict[str, str]:

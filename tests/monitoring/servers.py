@@ -14,7 +14,6 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.cookies import SimpleCookie
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -22,7 +21,7 @@ import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
 from tools import servers
-from tools.servers import ROOT, free_port
+from tools.servers import ROOT, free_port, keep_cookies
 
 __all__ = [
     "ROOT",
@@ -165,12 +164,7 @@ class Visitor:
         except urllib.error.HTTPError as error:
             response = error
         with response:
-            for header in response.headers.get_all("Set-Cookie") or []:
-                for name, morsel in SimpleCookie(header).items():
-                    if morsel["max-age"] == "0":
-                        self.cookies.pop(name, None)
-                    else:
-                        self.cookies[name] = morsel.value
+            keep_cookies(self.cookies, response.headers.get_all("Set-Cookie") or [])
             return response.status, dict(response.headers.items()), response.read().decode()
 
     def get(self, portal: Portal, path: str) -> tuple[int, dict[str, str], str]:

@@ -23,7 +23,6 @@ Reports: var/lighthouse/<page>.report.html and .report.json, and summary.json.
 from __future__ import annotations
 
 import argparse
-import http.cookies
 import json
 import os
 import re
@@ -42,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run as a script: the shared launcher is tools/servers.py
 
-from tools.servers import Gunicorn, free_port, production_env  # noqa: E402
+from tools.servers import Gunicorn, free_port, keep_cookies, production_env  # noqa: E402
 
 OUT = ROOT / "var" / "lighthouse"
 LIGHTHOUSE = ROOT / "node_modules" / ".bin" / "lighthouse"
@@ -180,9 +179,7 @@ def log_in(url: str) -> str:
         except urllib.error.HTTPError as error:
             response = error
         with response:
-            for header in response.headers.get_all("Set-Cookie") or []:
-                for name, morsel in http.cookies.SimpleCookie(header).items():
-                    cookies[name] = morsel.value
+            keep_cookies(cookies, response.headers.get_all("Set-Cookie") or [])
             return response.status, response.read().decode()
 
     status, form = send("GET", "/accounts/login/")
