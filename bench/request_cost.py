@@ -30,7 +30,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import run
+from bench.data import base_env, log_in_members
+from bench.options import parse_options
+from bench.sentry_stub import SentryStub
+from tools.servers import HOST
 
 
 def main() -> None:
@@ -44,12 +47,12 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print the functions that took the most time")
     arguments = parser.parse_args()
 
-    options = run.parse_options(["--members", str(arguments.members), "--activity", str(arguments.activity)])
-    env = run.base_env(options)
+    options = parse_options(["--members", str(arguments.members), "--activity", str(arguments.activity)])
+    env = base_env(options)
     env["DJANGO_SETTINGS_MODULE"] = arguments.settings
     env["DATABASE_POOL_MIN"] = "1"
     if arguments.sentry_rate is not None:
-        stub = run.SentryStub().__enter__()
+        stub = SentryStub().__enter__()
         env.update(SENTRY_DSN=stub.dsn, SENTRY_TRACES_SAMPLE_RATE=str(arguments.sentry_rate))
     os.environ.update(env)
 
@@ -87,7 +90,7 @@ def credentials() -> Callable[[str], dict[str, str]]:
     from members.models import ApiToken, Member, MemberStatus, TokenScope
     from members.services import create_api_token
 
-    with connection.cursor() as cursor:  # the busiest active bench member, as bench/run.py picks
+    with connection.cursor() as cursor:  # the busiest active bench member, as bench/data.py picks
         cursor.execute(
             "SELECT a.member_id FROM members_activitylog a JOIN members_member m ON m.id = a.member_id "
             "WHERE m.status = %s AND m.email LIKE %s GROUP BY a.member_id ORDER BY count(*) DESC, 1 LIMIT 1",
@@ -97,7 +100,7 @@ def credentials() -> Callable[[str], dict[str, str]]:
     if row is None:
         raise SystemExit("No bench member: run `make bench` (or bench-quick) once to load its database.")
     member = Member.objects.get(pk=row[0])
-    (cookie,) = run.log_in_members([member])
+    (cookie,) = log_in_members([member])
     ApiToken.objects.filter(member=member, name="request cost").delete()
     _, token = create_api_token(member=member, name="request cost", scopes=[TokenScope.READ], expires_at=None)
 
@@ -123,11 +126,11 @@ def request(application: Callable[..., Iterable[bytes]], path: str, headers: dic
             "REQUEST_METHOD": "GET",
             "PATH_INFO": path,
             "QUERY_STRING": query,
-            "SERVER_NAME": run.HOST,
+            "SERVER_NAME": HOST,
             "SERVER_PORT": "8000",
             "SERVER_PROTOCOL": "HTTP/1.1",
-            "HTTP_HOST": run.HOST,
-            "REMOTE_ADDR": run.HOST,
+            "HTTP_HOST": HOST,
+            "REMOTE_ADDR": HOST,
             "wsgi.url_scheme": "http",
             "wsgi.input": io.BytesIO(),
             "wsgi.errors": sys.stderr,

@@ -27,10 +27,11 @@ from typing import Any
 
 import psycopg
 
-from bench.drills.lab import HOST, WEBHOOK_SECRET, Lab
+from bench.drills.lab import WEBHOOK_SECRET, Lab
 from bench.drills.load import Client, Clock, Recorder, Sample, expect, figures
 from bench.drills.outage import Expectation, Result, describe
 from tests.subscriptions import fake_stripe
+from tools.servers import HOST
 
 SUBSCRIPTION = "sub_drill_writer"
 CUSTOMER = "cus_drill_writer"

@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -32,9 +31,9 @@ from pathlib import Path
 import psycopg
 
 from bench.drills.load import Account
+from tools.servers import HOST, Gunicorn, free_port, production_env
 
 ROOT = Path(__file__).resolve().parents[2]
-HOST = "127.0.0.1"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 SECRET_KEY = "drill-only-secret-key-never-used-anywhere-else-0123456789abcdef"  # noqa: S105
 METRICS_TOKEN = "drill-metrics-token"  # noqa: S105
@@ -67,18 +66,6 @@ def _run(
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command[:3])}… exited with {done.returncode}:\n{done.stdout}\n{done.stderr}")
     return done.stdout
-
-
-def free_port(first: int, last: int) -> int:
-    """A loopback port in [first, last] that nothing listens on."""
-    for port in range(first, last + 1):
-        with socket.socket() as probe:
-            try:
-                probe.bind((HOST, port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free loopback port between {first} and {last}")
 
 
 # --- Redis --------------------------------------------------------------------------------------
@@ -215,57 +202,18 @@ def _documented_variables(snapshot: Path) -> set[str]:
 def portal_env(snapshot: Path, *, database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
     """Production settings pointing at the private servers. Every variable the portal reads
     (those of `.env.example`) is dropped from the inherited environment first."""
-    dropped = _documented_variables(snapshot) | {"DJANGO_SETTINGS_MODULE", "CI"}
-    env = {name: value for name, value in os.environ.items() if name not in dropped}
-    env.update(
-        DEBUG="false",
-        SECRET_KEY=SECRET_KEY,
-        ALLOWED_HOSTS=HOST,
-        DATABASE_URL=database_url,
+    return production_env(
+        database_url=database_url,
+        secret_key=SECRET_KEY,
+        drop=_documented_variables(snapshot) | {"CI"},
         REDIS_URL=redis_url,
         METRICS_TOKEN=METRICS_TOKEN,
         STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
         API_RATE_LIMIT_PER_TOKEN=UNLIMITED,
         API_RATE_LIMIT_PER_IP=UNLIMITED,
         EMAIL_URL="dummymail://",
+        **extra,
     )
-    env.update(extra)
-    return env
-
-
-@dataclass
-class Portal:
-    port: int
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def worker_pids(self) -> set[int]:
-        try:
-            children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
-        except OSError:
-            return set()
-        return {int(pid) for pid in children}
-
-    def answers(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://{HOST}:{self.port}/health/live", timeout=2) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        """Graceful (SIGTERM: workers finish their requests), then the whole process group."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            with suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=40)
-        with suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)  # the group we started: master and workers
-        with suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=10)
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
 
 
 # Gunicorn's access log (deploy/gunicorn.conf.py): client, time, request, status, bytes, ms, pid.
@@ -369,7 +317,7 @@ class Lab:
     ) -> None:
         """`settings`: Python run after `from portal.settings import *` (a module of the snapshot
         then serves as the settings), and `gunicorn_args`: extra command-line arguments for
-        gunicorn (GUNICORN_CMD_ARGS). Both to try a candidate fix without editing the tree."""
+        gunicorn (GUNICORN_CMD_ARGS). Both to try a fix without editing the tree."""
         self.verbose = log
         self.settings = settings
         self.gunicorn_args = gunicorn_args
@@ -380,7 +328,7 @@ class Lab:
         self.snapshot = self.directory / "portal"
         self.redis = PrivateRedis(self.directory)
         self.postgres = PrivatePostgres(self.directory / "pg")
-        self.portals: list[Portal] = []
+        self.portals: list[Gunicorn] = []
         self.accounts: Accounts | None = None
 
     def say(self, message: str) -> None:
@@ -430,45 +378,36 @@ class Lab:
         return _run([sys.executable, "manage.py", *args], env=env, cwd=self.snapshot, timeout=300)
 
     @contextmanager
-    def portal(self, drill: str, *, workers: int = 2) -> Iterator[tuple[Portal, str]]:
+    def portal(self, drill: str, *, workers: int = 2) -> Iterator[tuple[Gunicorn, str]]:
         """A fresh database for `drill` (a copy of the seeded one), Redis emptied, and gunicorn
         with deploy/gunicorn.conf.py on it. Yields the portal and the database's name."""
         database = f"drill_{drill}"
         self.postgres.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         self.postgres.execute(f'CREATE DATABASE "{database}" TEMPLATE "{SEED_DATABASE}"')
         self.redis.command("FLUSHALL")
-        port = free_port(18400, 18499)
         run_dir = self.directory / drill
         run_dir.mkdir()
         log = run_dir / "gunicorn.log"
-        env = self.env(
-            database,
-            GUNICORN_BIND=f"{HOST}:{port}",
-            GUNICORN_WORKERS=str(workers),
-            PROMETHEUS_MULTIPROC_DIR=str(run_dir / "prometheus"),
-        )
-        with log.open("wb") as output:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"],
-                cwd=self.snapshot,
-                env=env,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, stopped as one at the end
-            )
-        portal = Portal(port, process, log)
-        self.portals.append(portal)
+        env = self.env(database, PROMETHEUS_MULTIPROC_DIR=str(run_dir / "prometheus"))
+        portal = None
         try:
-            deadline = time.monotonic() + 90
-            while not (portal.answers() and len(portal.worker_pids()) == workers):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"gunicorn did not start:\n{portal.log_text()[-3000:]}")
-                time.sleep(0.2)
-            self.say(f"gunicorn on {HOST}:{port}, workers {sorted(portal.worker_pids())}")
+            portal = Gunicorn.start(
+                env,
+                port=free_port(18400, 18499),
+                workers=workers,
+                log=log,
+                cwd=self.snapshot,
+                timeout=90,
+                own_group=True,  # its own process group, stopped as one at the end
+                grace=40,
+            )
+            self.portals.append(portal)
+            self.say(f"gunicorn on {portal.host}, workers {sorted(portal.worker_pids())}")
             yield portal, database
         finally:
-            portal.stop()
-            self.portals.remove(portal)
+            if portal is not None:
+                portal.stop()
+                self.portals.remove(portal)
             if self.keep_logs is not None:
                 self.keep_logs.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(log, self.keep_logs / f"{drill}{self.suffix}.gunicorn.log")

@@ -24,8 +24,9 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from http.cookies import SimpleCookie
 from typing import Any
+
+from tools.servers import keep_cookies
 
 PROXY_HEADERS = {"X-Forwarded-Proto": "https"}  # what the TLS proxy in front of the portal adds
 
@@ -132,12 +133,7 @@ class Client:
             raise NoAnswer(_describe(error)) from error
         finally:
             connection.close()
-        for header in response.headers.get_all("Set-Cookie") or []:
-            for name, morsel in SimpleCookie(header).items():
-                if morsel["max-age"] == "0":
-                    self.cookies.pop(name, None)
-                else:
-                    self.cookies[name] = morsel.value
+        keep_cookies(self.cookies, response.headers.get_all("Set-Cookie") or [])
         return Answer(response.status, {name.lower(): value for name, value in response.getheaders()}, data)
 
     def log_in(self, email: str, password: str) -> Answer:

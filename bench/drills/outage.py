@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bench.drills.lab import HOST, Accounts, Lab, Portal, Served, access_log, server_kind
+from bench.drills.lab import Accounts, Lab, Served, access_log, server_kind
 from bench.drills.load import (
     MEMBER_FACING,
     Clock,
@@ -22,6 +22,7 @@ from bench.drills.load import (
     failed_samples,
     per_second,
 )
+from tools.servers import HOST, Gunicorn
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class Run:
     phases: list[Phase]
     events: list[tuple[float, str]]
     sessions: dict[str, int]
-    portal: Portal
+    portal: Gunicorn
     action_done: dict[str, float]  # phase: when its action had finished (the fault in place, or over)
 
     @property
@@ -105,7 +106,7 @@ class Run:
 
 def under_load(
     lab: Lab,
-    portal: Portal,
+    portal: Gunicorn,
     accounts: Accounts,
     steps: Sequence[Step],
     *,

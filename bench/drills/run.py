@@ -76,13 +76,6 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="try a fix: Python run after `from portal.settings import *` in the snapshot's settings",
     )
     parser.add_argument(
-        "--candidate",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="try a fix: a module of bench/drills/candidates/ applied to the settings (repeatable)",
-    )
-    parser.add_argument(
         "--gunicorn-args", default="", metavar="ARGS", help="try a fix: more gunicorn arguments (GUNICORN_CMD_ARGS)"
     )
     parser.add_argument("--tag", default="", help="added to the result files' names, e.g. for a variant")
@@ -90,10 +83,6 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     unknown = [name for name in options.drills if name not in DRILLS]
     if unknown:
         parser.error(f"no drill named {', '.join(unknown)}; choose from {', '.join(DRILLS)}")
-    candidates = ROOT / "bench" / "drills" / "candidates"
-    missing = [name for name in options.candidate if not (candidates / f"{name}.py").is_file()]
-    if missing:
-        parser.error(f"no candidate named {', '.join(missing)} in {candidates}")
     return options
 
 
@@ -137,14 +126,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = options.drills or list(DRILLS)
     signal.signal(signal.SIGTERM, _terminate)
     suffix = (f".{options.tag}" if options.tag else "") + (".quick" if options.quick else "")
-    settings = "\n".join(
-        [*(f"import bench.drills.candidates.{name}  # noqa: F401" for name in options.candidate), options.settings]
-    ).strip()
-    lab = Lab(keep_logs=options.results, suffix=suffix, settings=settings, gunicorn_args=options.gunicorn_args)
+    lab = Lab(
+        keep_logs=options.results, suffix=suffix, settings=options.settings.strip(), gunicorn_args=options.gunicorn_args
+    )
     variant = {
         name: value
         for name, value in (
-            ("candidates", ", ".join(options.candidate)),
             ("settings", options.settings),
             ("gunicorn_args", options.gunicorn_args),
         )

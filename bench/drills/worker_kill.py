@@ -11,14 +11,17 @@ from collections.abc import Callable
 
 import psycopg
 
-from bench.drills.lab import Lab, Portal
+from bench.drills.lab import Lab
 from bench.drills.load import WRITER_AGENT, Clock, Sample
 from bench.drills.outage import Expectation, Result, Step, Timing, describe, result, under_load
+from tools.servers import Gunicorn
 
 KILLS = 5
 
 
-def _killer(lab: Lab, portal: Portal, kills: list[tuple[float, int, float | None]], clock: Clock) -> Callable[[], None]:
+def _killer(
+    lab: Lab, portal: Gunicorn, kills: list[tuple[float, int, float | None]], clock: Clock
+) -> Callable[[], None]:
     """SIGKILL the worker with the lowest pid (the older one, alternating as they are replaced),
     then wait for the master to boot its replacement; record (when, pid, seconds to replace)."""
 

@@ -1,45 +1,44 @@
 """The portal under gunicorn (deploy/gunicorn.conf.py), started as production starts it, for the
-tests that need real worker processes or a real Prometheus to scrape it."""
+tests that need real worker processes or a real Prometheus to scrape it. The launcher is
+tools/servers.py, shared with the benchmark, the drills and Lighthouse; here is what the tests
+add: their settings, Prometheus's view of /metrics, scratch databases and a browser's HTTP."""
 
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.cookies import SimpleCookie
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
-ROOT = Path(__file__).resolve().parents[2]
+from tools import servers
+from tools.servers import ROOT, free_port, keep_cookies
+
+__all__ = [
+    "ROOT",
+    "TOKEN",
+    "Portal",
+    "Visitor",
+    "database_url",
+    "free_port",
+    "manage",
+    "migrate",
+    "production_env",
+    "scratch_database",
+    "start_portal",
+]
+
 TOKEN = "scrape-token-for-tests"
-# Variables of the test run that must not reach the server: it gets its own database and cache.
-_NOT_INHERITED = (
-    "DATABASE_URL",
-    "DATABASE_REPLICA_URL",
-    "REDIS_URL",
-    "SENTRY_DSN",
-    "PROMETHEUS_MULTIPROC_DIR",
-    "DJANGO_SETTINGS_MODULE",
-)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+SECRET_KEY = "a-long-random-secret-key-for-the-gunicorn-tests-only-0123456789"
 
 
 def database_url(database: Path | str) -> str:
@@ -48,16 +47,9 @@ def database_url(database: Path | str) -> str:
 
 
 def production_env(database: Path | str, **extra: str) -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items() if name not in _NOT_INHERITED}
-    env.update(
-        DEBUG="false",
-        SECRET_KEY="a-long-random-secret-key-for-the-gunicorn-tests-only-0123456789",
-        ALLOWED_HOSTS="127.0.0.1",
-        METRICS_TOKEN=TOKEN,
-        DATABASE_URL=database_url(database),
+    return servers.production_env(
+        database_url=database_url(database), secret_key=SECRET_KEY, METRICS_TOKEN=TOKEN, **extra
     )
-    env.update(extra)
-    return env
 
 
 def manage(database: Path | str, *args: str, **extra: str) -> str:
@@ -79,11 +71,7 @@ def migrate(database: Path | str) -> None:
 
 
 @dataclass
-class Portal:
-    url: str
-    port: int
-    process: subprocess.Popen[bytes]
-    log: Path
+class Portal(servers.Gunicorn):
     multiproc_dir: Path
 
     def get(self, path: str, token: str | None = None, *, via_proxy: bool = True) -> tuple[int, bytes]:
@@ -109,56 +97,17 @@ class Portal:
             for sample in family.samples
         }
 
-    def worker_pids(self) -> set[int]:
-        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
-        return {int(pid) for pid in children}
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)  # graceful: workers finish their requests
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
 
 def start_portal(tmp_path: Path, database: Path | str, *, workers: int = 2, **extra: str) -> Portal:
     """gunicorn with deploy/gunicorn.conf.py on a free loopback port, once it answers. Its files
     (metrics, log) are in `tmp_path`; `extra` is more environment, such as REDIS_URL."""
-    port = free_port()
     multiproc_dir = tmp_path / "prometheus"
     multiproc_dir.mkdir(parents=True)
     (multiproc_dir / "counter_999999.db").write_bytes(b"left over by an earlier run")  # must be wiped
-    log = tmp_path / "gunicorn.log"
-    env = production_env(
-        database,
-        GUNICORN_BIND=f"127.0.0.1:{port}",
-        GUNICORN_WORKERS=str(workers),
-        PROMETHEUS_MULTIPROC_DIR=str(multiproc_dir),
-        **extra,
+    env = production_env(database, PROMETHEUS_MULTIPROC_DIR=str(multiproc_dir), **extra)
+    return Portal.start(
+        env, port=free_port(), workers=workers, log=tmp_path / "gunicorn.log", multiproc_dir=multiproc_dir
     )
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"],
-            cwd=ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    portal = Portal(f"http://127.0.0.1:{port}", port, process, log, multiproc_dir)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if portal.get("/health/live")[0] == 200 and len(portal.worker_pids()) == workers:
-                return portal
-        except OSError:
-            pass
-        time.sleep(0.2)
-    portal.stop()
-    raise RuntimeError(f"gunicorn did not answer within 60 s:\n{log.read_text()}")
 
 
 @contextmanager
@@ -215,12 +164,7 @@ class Visitor:
         except urllib.error.HTTPError as error:
             response = error
         with response:
-            for header in response.headers.get_all("Set-Cookie") or []:
-                for name, morsel in SimpleCookie(header).items():
-                    if morsel["max-age"] == "0":
-                        self.cookies.pop(name, None)
-                    else:
-                        self.cookies[name] = morsel.value
+            keep_cookies(self.cookies, response.headers.get_all("Set-Cookie") or [])
             return response.status, dict(response.headers.items()), response.read().decode()
 
     def get(self, portal: Portal, path: str) -> tuple[int, dict[str, str], str]:

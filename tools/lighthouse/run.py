@@ -23,26 +23,26 @@ Reports: var/lighthouse/<page>.report.html and .report.json, and summary.json.
 from __future__ import annotations
 
 import argparse
-import http.cookies
 import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # run as a script: the shared launcher is tools/servers.py
+
+from tools.servers import Gunicorn, free_port, keep_cookies, production_env  # noqa: E402
+
 OUT = ROOT / "var" / "lighthouse"
 LIGHTHOUSE = ROOT / "node_modules" / ".bin" / "lighthouse"
 CHROME = os.environ.get("CHROME_PATH", "/usr/bin/chromium")
@@ -136,30 +136,13 @@ def read_report(page: Page, url: str, report: dict[str, Any]) -> Result:
 # --- The portal -----------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def portal_env(database: Path, port: int) -> dict[str, str]:
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if name not in {"DATABASE_URL", "DATABASE_REPLICA_URL", "REDIS_URL", "SENTRY_DSN", "DJANGO_SETTINGS_MODULE"}
-    }
-    env.update(
-        DEBUG="false",
-        SECRET_KEY="lighthouse-only-" + "x" * 50,
-        ALLOWED_HOSTS="127.0.0.1",
-        DATABASE_URL=f"sqlite:///{database}",
+def portal_env(database: Path) -> dict[str, str]:
+    return production_env(
+        database_url=f"sqlite:///{database}",
+        secret_key="lighthouse-only-" + "x" * 50,
         WEB_VITALS_SAMPLE_RATE="1.0",
-        GUNICORN_BIND=f"127.0.0.1:{port}",
-        GUNICORN_WORKERS="2",
         PROMETHEUS_MULTIPROC_DIR=str(OUT / "prometheus"),
     )
-    return env
 
 
 def manage(env: dict[str, str], *args: str) -> None:
@@ -167,37 +150,11 @@ def manage(env: dict[str, str], *args: str) -> None:
     subprocess.run(command, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)  # noqa: S603 (our own command)
 
 
-@contextmanager
-def serve(env: dict[str, str], url: str) -> Iterator[None]:
-    log = (OUT / "gunicorn.log").open("wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+def serve(env: dict[str, str]) -> Gunicorn:
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if server.poll() is not None:
-                raise SystemExit(f"lighthouse: gunicorn exited with {server.returncode}; see {log.name}")
-            try:
-                with urllib.request.urlopen(url + "/health/live", timeout=2):  # noqa: S310 (our loopback URL)
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"lighthouse: gunicorn did not answer within 60 s; see {log.name}") from None
-                time.sleep(0.2)
-        yield
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
+        return Gunicorn.start(env, port=free_port(), workers=2, log=OUT / "gunicorn.log")
+    except RuntimeError as error:
+        raise SystemExit(f"lighthouse: {error}") from None
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
@@ -222,9 +179,7 @@ def log_in(url: str) -> str:
         except urllib.error.HTTPError as error:
             response = error
         with response:
-            for header in response.headers.get_all("Set-Cookie") or []:
-                for name, morsel in http.cookies.SimpleCookie(header).items():
-                    cookies[name] = morsel.value
+            keep_cookies(cookies, response.headers.get_all("Set-Cookie") or [])
             return response.status, response.read().decode()
 
     status, form = send("GET", "/accounts/login/")
@@ -297,17 +252,18 @@ def main() -> int:
     started = time.monotonic()
     shutil.rmtree(OUT, ignore_errors=True)
     (OUT / "prometheus").mkdir(parents=True)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = portal_env(OUT / "db.sqlite3", port)
+    env = portal_env(OUT / "db.sqlite3")
     manage(env, "migrate", "--no-input", "-v", "0")
     manage(env, "seed_demo", "--force")
     manage(env, "collectstatic", "--no-input", "-v", "0")
     results = []
-    with serve(env, url):
-        session = log_in(url)
+    server = serve(env)
+    try:
+        session = log_in(server.url)
         for page in pages:
-            results.append(run_lighthouse(page, url + page.path, session))
+            results.append(run_lighthouse(page, server.url + page.path, session))
+    finally:
+        server.stop()
 
     print(f"\nLighthouse {lighthouse_version()}, desktop preset, one run per page ({time.monotonic() - started:.0f} s)")
     print(f"{'page':<10} {'perf':>4} {'a11y':>4} {'b.p.':>4} {'LCP ms':>7} {'CLS':>6} {'weight KB':>9}")
