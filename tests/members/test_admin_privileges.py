@@ -196,9 +196,9 @@ def test_a_superuser_taking_privileges_away_is_recorded_too(carol: Member, admin
     set_member_privileges(member=dave, groups=[], user_permissions=[], actor=carol)
 
     details = list(
-        ActivityLog.objects.filter(member=dave, action=Action.PRIVILEGES_CHANGED).order_by("id").values_list(
-            "detail", flat=True
-        )
+        ActivityLog.objects.filter(member=dave, action=Action.PRIVILEGES_CHANGED)
+        .order_by("id")
+        .values_list("detail", flat=True)
     )
     assert details == [
         {"is_staff": {"from": True, "to": False}, "actor": carol.pk, "actor_email": carol.email},
@@ -206,9 +206,7 @@ def test_a_superuser_taking_privileges_away_is_recorded_too(carol: Member, admin
     ]
 
 
-def test_saving_a_member_without_changing_privileges_records_none(
-    client: Client, carol: Member, alice: Member
-) -> None:
+def test_saving_a_member_without_changing_privileges_records_none(client: Client, carol: Member, alice: Member) -> None:
     client.force_login(carol)
 
     response = client.post(change_url(alice), _change_form_data(client.get(change_url(alice))))
