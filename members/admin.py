@@ -8,6 +8,7 @@ index on `email` serves (`LIKE 'term%'`). The admin's `^email` and `=email` woul
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from collections.abc import Sequence
 from typing import Any, ClassVar, TypeVar, cast
@@ -16,25 +17,31 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.options import IS_POPUP_VAR, InlineModelAdmin
+from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin
-from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.contrib.auth.forms import AdminUserCreationForm, ReadOnlyPasswordHashWidget, UserChangeForm
+from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
 from core.admin import BigListAdmin, CappedCountPaginator, DateRangeListFilter
 from core.cache import MEMBER, invalidate_on_commit
 from members.exports import CsvExportAdmin
 from members.models import ActivityLog, ApiToken, Member, Profile
 from members.services import (
+    PRIVILEGE_FIELDS,
+    PRIVILEGE_RELATIONS,
     create_member,
     deactivate_member,
     revoke_api_token,
     revoke_member_api_tokens,
+    set_member_privileges,
     update_member,
 )
 
@@ -53,6 +60,23 @@ class MemberCreationForm(AdminUserCreationForm[Member]):
         # `alice@…` here instead of failing on the unique index when saved.
         email: str = self.cleaned_data["email"]
         return email.strip().lower()
+
+
+class LockedPasswordHashWidget(ReadOnlyPasswordHashWidget):
+    """The password summary without the button to the password page, for staff who may not
+    change this member's password (`MemberAdmin.may_change_credentials`). Rendered here: the
+    form renderer does not read the project's templates folder."""
+
+    def render(self, name: str, value: Any, attrs: Any = None, renderer: Any = None) -> SafeString:
+        summary = self.get_context(name, value, attrs)["summary"]
+        return format_html(
+            "<div><p>{}</p></div>",
+            format_html_join(
+                " ",
+                "<strong>{}</strong>{}",
+                ((e["label"], f": {e['value']}" if e.get("value") else "") for e in summary),
+            ),
+        )
 
 
 class MemberChangeForm(UserChangeForm[Member]):
@@ -204,6 +228,48 @@ class MemberAdmin(BigListAdmin[Member], CsvExportAdmin[Member], UserAdmin[Member
     ) -> tuple[QuerySet[Member], bool]:
         return super().get_search_results(request, queryset, search_term.lower())
 
+    # --- Who may change privileges and credentials ---------------------------------------------
+    #
+    # `members.change_member` is what support staff need (status, profile, the Deactivate
+    # action). It must not let them make themselves, or anyone, a superuser, or take over a
+    # staff account: only superusers change privileges, and the email (login is by email) and
+    # password of staff. Everyone else sees those fields read-only, so a POST that sets them is
+    # ignored, and gets 403 on a staff member's password page. That includes their own: the
+    # admin's password page asks for no current password, while the account's own page
+    # (/accounts/password/change/) does, and the account's email page verifies a new address.
+
+    @staticmethod
+    def may_change_credentials(request: HttpRequest, obj: Member | None) -> bool:
+        """Whether this staff member may change `obj`'s email and password: superusers always,
+        others only for members who are neither staff nor superuser."""
+        if request.user.is_superuser:
+            return True
+        return obj is not None and not (obj.is_staff or obj.is_superuser)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Member | None = None) -> list[str]:
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is None:  # the add page: its form has no privilege fields
+            return fields
+        if not request.user.is_superuser:
+            fields += PRIVILEGE_FIELDS
+        if not self.may_change_credentials(request, obj):
+            fields.append("email")
+        return fields
+
+    def get_form(self, request: HttpRequest, obj: Member | None = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if obj is not None and "password" in form.base_fields and not self.may_change_credentials(request, obj):
+            password = form.base_fields["password"] = copy.deepcopy(form.base_fields["password"])
+            password.widget = LockedPasswordHashWidget()
+            password.help_text = "Only a superuser can change the password of a staff member."
+        return form
+
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> HttpResponse:
+        member = self.get_object(request, unquote(id))
+        if member is not None and not self.may_change_credentials(request, member):
+            raise PermissionDenied
+        return super().user_change_password(request, id, form_url)
+
     def get_inline_instances(self, request: HttpRequest, obj: Member | None = None) -> list[InlineModelAdmin[Any, Any]]:
         # The add page has none: `create_member` makes the profile.
         if obj is None:
@@ -211,7 +277,13 @@ class MemberAdmin(BigListAdmin[Member], CsvExportAdmin[Member], UserAdmin[Member
         return super().get_inline_instances(request, obj)
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        # Groups and permissions go through their service, which records the change; the
+        # admin saves the other many-to-many fields and the inlines. (For staff who are not
+        # superusers the fields are read-only, so not in `cleaned_data` at all.)
+        privileges = {name: form.cleaned_data.pop(name) for name in PRIVILEGE_RELATIONS if name in form.cleaned_data}
         super().save_related(request, form, formsets, change)
+        if privileges:
+            set_member_privileges(member=form.instance, actor=cast("Member", request.user), **privileges)
         # The profile inline is saved here, around the services: what is cached for the member
         # (dashboard, API) must follow it.
         invalidate_on_commit(MEMBER, form.instance.pk)

@@ -4,7 +4,11 @@ admin mix-in (`CsvExportAdmin`) that offers them on a list.
 Cells are made safe for spreadsheets: a text cell starting with `=`, `+`, `-`, `@`, a tab or a
 carriage return would be read as a formula by Excel or LibreOffice (CSV injection: a member who
 names themselves `=HYPERLINK(...)` must not run anything on a staff laptop), so it gets a
-leading `'`, which spreadsheets show as text. Numbers and dates are ours and left alone.
+leading `'`, which spreadsheets show as text (OWASP's advice), before the original text, kept
+whole. Spreadsheets skip leading blanks and read full-width signs (U+FF1D, U+FF0B...) as
+formula signs too, so the sign is looked for in the cell's NFKC form (where U+FF1D is `=`)
+after any leading whitespace and invisible format characters (zero-width space and joiners,
+word joiner, byte order mark, direction marks). Numbers and dates are ours and left alone.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar, cast
 
@@ -31,7 +36,25 @@ from members.services import record_export
 
 _ModelT = TypeVar("_ModelT", bound=Model)
 
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_SIGNS = ("=", "+", "-", "@")
+# Characters that start a cell a spreadsheet may read as something other than text.
+FORMULA_PREFIXES = (*FORMULA_SIGNS, "\t", "\r", "\n")
+
+
+def starts_like_a_formula(text: str) -> bool:
+    """Whether a spreadsheet could take `text` for a formula (see the module's docstring)."""
+    if text.startswith(FORMULA_PREFIXES):
+        return True
+    # A character at a time, up to the first significant one, so a long cell is not normalised
+    # whole. Whitespace and format characters (category Cf: U+200B..U+200D, U+2060, U+FEFF,
+    # U+200E/F...), which show as nothing, are skipped.
+    for char in text:
+        significant = "".join(
+            c for c in unicodedata.normalize("NFKC", char) if not (c.isspace() or unicodedata.category(c) == "Cf")
+        )
+        if significant:
+            return significant.startswith(FORMULA_SIGNS)
+    return False
 
 
 def safe_cell(value: Any) -> str | int | float:
@@ -47,7 +70,7 @@ def safe_cell(value: Any) -> str | int | float:
     if isinstance(value, dict | list):
         value = json.dumps(value, sort_keys=True)
     text = str(value)
-    if text.startswith(FORMULA_PREFIXES):
+    if starts_like_a_formula(text):
         return "'" + text
     return text
 

@@ -294,6 +294,8 @@ class Action(models.TextChoices):
     PAYMENT_SUCCEEDED = "payment_succeeded", "Payment received"
     PAYMENT_FAILED = "payment_failed", "Payment failed"
     STATUS_CHANGED = "status_changed", "Account status changed"
+    # Staff status, superuser status, groups or permissions, changed by a superuser.
+    PRIVILEGES_CHANGED = "privileges_changed", "Staff privileges changed"
     # On the staff member's own log: what they exported from the admin.
     DATA_EXPORTED = "data_exported", "Exported data from the admin"
     # The member's own data and account.

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from collections.abc import Iterable
 from typing import Any
 
+from django.contrib.auth.models import Group, Permission
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
@@ -176,20 +179,86 @@ def update_profile(
     return changed
 
 
+# The fields that grant access to the admin and what may be done there.
+PRIVILEGE_FLAGS = ("is_staff", "is_superuser")
+PRIVILEGE_RELATIONS = ("groups", "user_permissions")
+PRIVILEGE_FIELDS = PRIVILEGE_FLAGS + PRIVILEGE_RELATIONS
+
+
+def _check_may_change_privileges(actor: Member | None) -> None:
+    """Only a superuser changes privileges (`actor=None`: code that runs without a person,
+    such as a management command). The admin shows these fields read-only to everyone else;
+    this refuses them again here, so no other caller can grant what the admin would not."""
+    if actor is not None and not actor.is_superuser:
+        raise PermissionDenied("Only a superuser may change staff privileges.")
+
+
 @transaction.atomic
 def update_member(*, member: Member, fields: list[str], actor: Member | None = None) -> None:
     """Save the given fields of a member (as staff edit them in the admin). A status change is
-    recorded in the member's activity log with the staff member who made it."""
-    previous_status = Member.objects.filter(pk=member.pk).values_list("status", flat=True).first()
+    recorded in the member's activity log with the staff member who made it, and so is a
+    change of staff or superuser status, which only a superuser may make."""
+    previous = Member.objects.filter(pk=member.pk).values("status", *PRIVILEGE_FLAGS).first() or {}
+    flags = {
+        name: {"from": previous[name], "to": getattr(member, name)}
+        for name in PRIVILEGE_FLAGS
+        if name in fields and name in previous and previous[name] != getattr(member, name)
+    }
+    if flags:
+        _check_may_change_privileges(actor)
     member.save(update_fields=fields)
     invalidate_on_commit(MEMBER, member.pk)
     invalidate_on_commit(STAFF)
-    if "status" in fields and previous_status != member.status:
+    if "status" in fields and previous.get("status") != member.status:
         record_activity(
             member=member,
             action=Action.STATUS_CHANGED,
-            detail={"from": previous_status, "to": MemberStatus(member.status).value, **actor_detail(actor)},
+            detail={"from": previous.get("status"), "to": MemberStatus(member.status).value, **actor_detail(actor)},
         )
+    if flags:
+        record_activity(member=member, action=Action.PRIVILEGES_CHANGED, detail={**flags, **actor_detail(actor)})
+
+
+@transaction.atomic
+def set_member_privileges(
+    *,
+    member: Member,
+    groups: Iterable[Group] | None = None,
+    user_permissions: Iterable[Permission] | None = None,
+    actor: Member | None,
+) -> None:
+    """Replace the member's groups and/or permissions (None leaves that one alone). What was
+    added and removed is recorded in their activity log with the superuser who did it, by name
+    (`members.change_member`, a group's name), as it was then; nothing is written when nothing
+    changed."""
+    detail: dict[str, Any] = {}
+    wanted: dict[str, Iterable[Group] | Iterable[Permission] | None] = {
+        "groups": groups,
+        "user_permissions": user_permissions,
+    }
+    for name, values in wanted.items():
+        if values is None:
+            continue
+        current = member.groups.all() if name == "groups" else member.user_permissions.select_related("content_type")
+        before = {row.pk: _privilege_name(row) for row in current}
+        after = {row.pk: _privilege_name(row) for row in values}
+        if before.keys() == after.keys():
+            continue
+        _check_may_change_privileges(actor)
+        getattr(member, name).set(list(after))
+        detail[name] = {
+            "added": sorted(after[pk] for pk in after.keys() - before.keys()),
+            "removed": sorted(before[pk] for pk in before.keys() - after.keys()),
+        }
+    if detail:
+        invalidate_on_commit(STAFF)
+        record_activity(member=member, action=Action.PRIVILEGES_CHANGED, detail={**detail, **actor_detail(actor)})
+
+
+def _privilege_name(row: Group | Permission) -> str:
+    if isinstance(row, Permission):
+        return f"{row.content_type.app_label}.{row.codename}"
+    return row.name
 
 
 @transaction.atomic

@@ -17,6 +17,7 @@ import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import stripe
 from django.conf import settings
@@ -42,10 +43,24 @@ def _when(moment: dt.datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
+def _as_the_member_sees_it(detail: Any, member_id: int) -> Any:
+    """An activity entry's detail without the staff member who acted: their id and email
+    (`members.services.actor_detail`) are the staff's, not the member's, and the API hides them
+    too. The member learns that staff acted (`"actor": "staff"`), not who; where the actor was
+    the member themselves (cancelling their own subscription), there is nothing to tell."""
+    if not isinstance(detail, dict) or not {"actor", "actor_email"} & detail.keys():
+        return detail
+    shown = {key: value for key, value in detail.items() if key not in ("actor", "actor_email")}
+    if detail.get("actor") != member_id:
+        shown["actor"] = "staff"
+    return shown
+
+
 def export_member_data(member: Member) -> Iterator[str]:
     """The member's data as one JSON document, produced a piece at a time: their activity log
     can hold many thousands of rows, read in chunks rather than all at once. Secrets are left
-    out: the password's hash, the tokens' hashes, second-factor keys."""
+    out: the password's hash, the tokens' hashes, second-factor keys; and so are the staff
+    members who acted on the account (`_as_the_member_sees_it`)."""
     profile = member.profile
     head = {
         "format": EXPORT_FORMAT,
@@ -102,7 +117,13 @@ def export_member_data(member: Member) -> Iterator[str]:
     )
     separator = "\n  "
     for action, created_at, ip, user_agent, detail in rows.iterator(chunk_size=2000):
-        entry = {"action": action, "at": _when(created_at), "ip": ip, "user_agent": user_agent, "detail": detail}
+        entry = {
+            "action": action,
+            "at": _when(created_at),
+            "ip": ip,
+            "user_agent": user_agent,
+            "detail": _as_the_member_sees_it(detail, member.pk),
+        }
         yield separator + json.dumps(entry)
         separator = ",\n  "
     yield "\n ]\n}\n"

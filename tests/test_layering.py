@@ -53,7 +53,10 @@ def test_the_checker_sees_an_upward_import(tmp_path):
     """The test above cannot pass by reading nothing: an app importing `portal`, or `core`
     importing an app, inside a function too, is found."""
     module = tmp_path / "module.py"
-    module.write_text("import os\nfrom core.cache import MEMBER\n\ndef f():\n    from portal import views\n    import members.models\n")
+    module.write_text(
+        "import os\nfrom core.cache import MEMBER\n\ndef f():\n"
+        "    from portal import views\n    import members.models\n"
+    )
     assert imported_packages(module) == {"core", "portal", "members"}
 
 

@@ -16,6 +16,7 @@ from django.test import Client
 from django.urls import reverse
 
 import members.admin
+import members.exports
 from members.models import Action, ActivityLog, ApiToken, Member, MemberStatus, TokenScope
 from members.services import create_api_token, create_member, record_activity, update_member
 from tests.conftest import PASSWORD
@@ -297,6 +298,51 @@ def test_cells_that_a_spreadsheet_would_run_as_formulas_are_quoted(client: Clien
 
     names = sorted(row[2] for row in rows[1:])
     assert names == sorted(['\'=HYPERLINK("http://x")', "'+1+1", "'-2", "'@SUM(A1)", "'\tTab", "plain"])
+
+
+# Each starts like a formula once leading blanks and invisible characters are skipped and
+# full-width forms read as their ASCII signs, as a spreadsheet does.
+DISGUISED_FORMULAS = [
+    '  =HYPERLINK("http://x")',
+    "\t\t+1+1",
+    "\n-2",
+    "\r\n@SUM(A1)",
+    "\u200b=1+1",
+    "\u200c\u200d=1+1",
+    "\ufeff=1+1",
+    "\u2060+1",
+    " \u200b \ufeff -1",
+    '\uff1dHYPERLINK("http://x")',  # full-width equals
+    "\uff0b1+1",  # full-width plus
+    "\uff0d2",  # full-width minus
+    "\uff20SUM(A1)",  # full-width at
+    "\u3000\uff1d1",  # ideographic space, then full-width equals
+]
+
+
+@pytest.mark.parametrize("text", DISGUISED_FORMULAS)
+def test_formulas_behind_blanks_invisible_or_full_width_characters_are_quoted_whole(text: str) -> None:
+    assert members.exports.safe_cell(text) == "'" + text
+
+
+@pytest.mark.parametrize("text", ["plain", "  plain", "\u200bplain", "Zoë", "a=b", "1-2", "mail@example.com", ""])
+def test_ordinary_text_is_left_as_it_is(text: str) -> None:
+    assert members.exports.safe_cell(text) == text
+
+
+def test_the_export_quotes_disguised_formulas_in_every_cell(client: Client, carol: Member) -> None:
+    for i, name in enumerate(DISGUISED_FORMULAS):
+        create_member(email=f"m{i}@example.com", password=None, display_name=name)
+    create_member(email="plain@example.com", password=None, display_name="\u00a0Plain name")
+    client.force_login(carol)
+
+    rows = csv_rows(client.get(reverse("admin:members_member_export"), {"q": ""}))
+
+    names = {row[1]: row[2] for row in rows[1:]}
+    assert [names[f"m{i}@example.com"] for i in range(len(DISGUISED_FORMULAS))] == [
+        "'" + name for name in DISGUISED_FORMULAS
+    ]
+    assert names["plain@example.com"] == "\u00a0Plain name"
 
 
 def test_exports_hold_no_secret(client: Client, carol: Member, alice: Member) -> None:

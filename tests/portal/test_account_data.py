@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 import time_machine
+from django.contrib.auth.models import Group
 from django.core import mail
 from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
 from members.models import Action, ActivityLog, ApiToken, Member, Profile, TokenScope
-from members.services import create_api_token, record_activity, revoke_api_token
+from members.services import create_api_token, record_activity, revoke_api_token, set_member_privileges
 from subscriptions.models import Subscription
 from subscriptions.services import comp_membership
 from tests.conftest import PASSWORD, make_plan
@@ -71,6 +72,34 @@ def test_a_member_downloads_everything_held_about_them_without_any_secret(client
     assert kept_plain not in body
     assert kept.token_hash not in body
     assert alice.password not in body
+
+
+def test_the_download_says_staff_acted_but_never_which_staff_member(
+    client: Client, alice: Member, carol: Member
+) -> None:
+    by_staff, _ = create_api_token(member=alice, name="laptop", scopes=[TokenScope.READ], expires_at=None)
+    by_alice, _ = create_api_token(member=alice, name="phone", scopes=[TokenScope.READ], expires_at=None)
+    revoke_api_token(token=by_staff, actor=carol)
+    revoke_api_token(token=by_alice, actor=alice)
+    comp_membership(member=alice, plan=make_plan(code="pro"), until=timezone.now() + dt.timedelta(days=30), actor=carol)
+    set_member_privileges(member=alice, groups=[Group.objects.create(name="volunteers")], actor=carol)
+    client.force_login(alice)
+
+    _, data = download(client)
+
+    body = json.dumps(data)
+    assert carol.email not in body
+    assert "actor_email" not in body
+    details = {entry["action"]: entry["detail"] for entry in data["activity"] if entry["detail"].get("name") != "phone"}
+    assert details[Action.TOKEN_REVOKED] == {"token_id": by_staff.pk, "name": "laptop", "actor": "staff"}
+    assert details[Action.SUBSCRIPTION_CHANGED]["actor"] == "staff"
+    assert details[Action.PRIVILEGES_CHANGED] == {
+        "groups": {"added": ["volunteers"], "removed": []},
+        "actor": "staff",
+    }
+    # What the member did themselves names no one.
+    revoked_by_alice = [entry["detail"] for entry in data["activity"] if entry["detail"].get("name") == "phone"][-1]
+    assert revoked_by_alice == {"token_id": by_alice.pk, "name": "phone"}
 
 
 def test_the_download_reads_a_long_activity_log_in_chunks_with_a_fixed_number_of_queries(
