@@ -8,12 +8,12 @@ from typing import Any
 from allauth.account.adapter import DefaultAccountAdapter
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.http import HttpRequest
 
 from core.proxies import client_ip
 from core.ratelimit import Decision, Limit, address_subject, hit, release
-from members.models import Member, Profile
+from members.models import Member
+from members.services import create_member
 
 # Failed logins (the admin's too: staff log in through the same form). Counted by the portal's
 # own limiter, which lets logins through while the cache is down; allauth's limiter, turned off
@@ -36,13 +36,15 @@ class AccountAdapter(DefaultAccountAdapter):  # type: ignore[misc]
     _login_attempt: list[Decision | None]
 
     def save_user(self, request: HttpRequest, user: Member, form: Any, commit: bool = True) -> Member:
-        """Sign-up creates the member and their profile in one transaction, as
-        `Member.objects.create_user` does for every other way in."""
-        with transaction.atomic():
-            member: Member = super().save_user(request, user, form, commit=commit)
-            if commit:
-                Profile.objects.get_or_create(member=member)
-        return member
+        """Sign-up creates the member through `create_member`, the one way in that every other
+        path takes too (their profile in the same transaction, the staff numbers invalidated).
+        allauth uses the member returned, not the blank `user` it made."""
+        if not commit:  # allauth's flows that save later; the portal has none of its own
+            member: Member = super().save_user(request, user, form, commit=False)
+            return member
+        data = form.cleaned_data
+        password = data.get("password1") or data.get("password") or None
+        return create_member(email=data["email"], password=password)
 
     def get_client_ip(self, request: HttpRequest) -> str:
         """The client behind our trusted proxies, as every other limit and the activity log see

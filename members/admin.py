@@ -31,7 +31,6 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from core.admin import BigListAdmin, CappedCountPaginator, DateRangeListFilter
-from core.cache import MEMBER, invalidate_on_commit
 from members.exports import CsvExportAdmin
 from members.models import ActivityLog, ApiToken, Member, Profile
 from members.services import (
@@ -41,6 +40,7 @@ from members.services import (
     deactivate_member,
     revoke_api_token,
     revoke_member_api_tokens,
+    save_profile,
     set_member_privileges,
     update_member,
 )
@@ -284,9 +284,23 @@ class MemberAdmin(BigListAdmin[Member], CsvExportAdmin[Member], UserAdmin[Member
         super().save_related(request, form, formsets, change)
         if privileges:
             set_member_privileges(member=form.instance, actor=cast("Member", request.user), **privileges)
-        # The profile inline is saved here, around the services: what is cached for the member
-        # (dashboard, API) must follow it.
-        invalidate_on_commit(MEMBER, form.instance.pk)
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        """The profile inline is saved through `save_profile`, as the profile's own admin page
+        saves it: the edit is in the member's activity and what is cached for them follows."""
+        if formset.model is not Profile:
+            super().save_formset(request, form, formset, change)
+            return
+        # What the admin's change message and history read from a saved formset.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        for inline_form in formset.forms:
+            if inline_form.has_changed():
+                profile = inline_form.save(commit=False)
+                changed = save_profile(
+                    profile=profile, fields=list(inline_form.changed_data), actor=cast("Member", request.user)
+                )
+                if changed:
+                    formset.changed_objects.append((profile, changed))
 
     def save_model(self, request: HttpRequest, obj: Member, form: forms.Form, change: bool) -> None:
         if change:
@@ -427,8 +441,7 @@ class ProfileAdmin(BigListAdmin[Profile]):
 
     # Profiles are created with their member and go with them: one per member, always.
     def save_model(self, request: HttpRequest, obj: Profile, form: forms.Form, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        invalidate_on_commit(MEMBER, obj.member_id)
+        save_profile(profile=obj, fields=list(form.changed_data), actor=cast("Member", request.user))
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

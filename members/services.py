@@ -179,6 +179,39 @@ def update_profile(
     return changed
 
 
+@transaction.atomic
+def save_profile(*, profile: Profile, fields: list[str], actor: Member | None) -> list[str]:
+    """Save the given fields of a profile as staff edit them in the admin (any preference key,
+    not only those of the member's own form) and return those that really changed, compared
+    with the row, locked meanwhile. Recorded like the member's own edit, one `PROFILE_UPDATED`
+    entry naming the fields (never their values), with the staff member who made it; nothing is
+    written when nothing changed."""
+    stored = Profile.objects.select_for_update().filter(pk=profile.pk).values(*fields).first() or {}
+    changed = sorted(name for name in set(fields) if stored.get(name) != getattr(profile, name))
+    if not changed:
+        return []
+    profile.save(update_fields=[*changed, "updated_at"])
+    record_activity(  # also invalidates what is cached for the member
+        member=profile.member,
+        action=Action.PROFILE_UPDATED,
+        detail={"fields": changed, **actor_detail(actor)},
+    )
+    return changed
+
+
+@transaction.atomic
+def set_member_tier(*, member: Member, tier: str) -> bool:
+    """Give `member` the tier that their billing grants (`subscriptions.services` decides it).
+    True when it changed; what is cached for the member and the staff numbers follow."""
+    if member.tier == tier:
+        return False
+    member.tier = tier
+    member.save(update_fields=["tier"])
+    invalidate_on_commit(MEMBER, member.pk)
+    invalidate_on_commit(STAFF)
+    return True
+
+
 # The fields that grant access to the admin and what may be done there.
 PRIVILEGE_FLAGS = ("is_staff", "is_superuser")
 PRIVILEGE_RELATIONS = ("groups", "user_permissions")

@@ -19,9 +19,9 @@ from django.utils import timezone
 
 from core.cache import CONFIG, MEMBER, STAFF, invalidate, invalidate_on_commit
 from members.models import Action, Member, Tier
-from members.services import record_activity
+from members.services import record_activity, set_member_tier
 from subscriptions import stripe_api
-from subscriptions.models import LIVE_STATUSES, Plan, ReconciliationRun, Subscription, SubscriptionStatus
+from subscriptions.models import LIVE_STATUSES, Plan, PlanInterval, ReconciliationRun, Subscription, SubscriptionStatus
 from subscriptions.stripe_api import SubscriptionState
 
 # Stripe never moves a subscription out of these.
@@ -55,6 +55,28 @@ def ensure_default_plans(*, using: str = "default") -> None:
 
 
 @transaction.atomic
+def restore_default_plans() -> dict[str, Plan]:
+    """The default plans as a fresh portal has them, each by its code, made or put back (name,
+    tier, monthly price, on offer), leaving what staff set up besides (the Stripe price id) as
+    it is. For demo data: a live portal's plans are staff's (`ensure_default_plans`)."""
+    plans: dict[str, Plan] = {}
+    for code, name, tier, price_cents in DEFAULT_PLANS:
+        plans[code], _ = Plan.objects.update_or_create(
+            code=code,
+            defaults={
+                "name": name,
+                "tier": tier,
+                "price_cents": price_cents,
+                "currency": "usd",
+                "interval": PlanInterval.MONTH,
+                "is_active": True,
+            },
+        )
+    invalidate_on_commit(CONFIG)
+    return plans
+
+
+@transaction.atomic
 def save_plan(*, plan: Plan) -> Plan:
     """Create or change a plan (as staff do in the admin); cached plan lists follow at once."""
     plan.save()
@@ -69,10 +91,7 @@ def _lock_member(member_id: int) -> Member:
 def _settle_tier(member: Member) -> None:
     """Give `member` the tier of their live subscription, free when there is none."""
     live = Subscription.objects.live().filter(member=member).first()
-    tier = live.plan.tier if live is not None else Tier.FREE
-    if member.tier != tier:
-        member.tier = tier
-        member.save(update_fields=["tier"])
+    set_member_tier(member=member, tier=live.plan.tier if live is not None else Tier.FREE)
 
 
 def _record_change(

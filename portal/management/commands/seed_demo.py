@@ -31,8 +31,8 @@ from tqdm import tqdm
 from members import tokens
 from members.models import Action, ActivityLog, ApiToken, Member, MemberStatus, Profile, Tier, TokenScope
 from members.services import create_api_token, create_member
-from subscriptions.models import Plan, PlanInterval, Subscription, SubscriptionStatus
-from subscriptions.services import DEFAULT_PLANS, start_subscription
+from subscriptions.models import Plan, Subscription, SubscriptionStatus
+from subscriptions.services import restore_default_plans, start_subscription
 
 # Published in the README and printed by every run, which is why the command refuses to run
 # with DEBUG off unless forced.
@@ -250,20 +250,7 @@ class Command(BaseCommand):
 
 def _seed_demo(changes: _Changes) -> None:
     now = timezone.now()
-    plans: dict[str, Plan] = {}
-    for code, name, tier, price_cents in DEFAULT_PLANS:
-        # Upsert by code, leaving alone what staff set up afterwards (the Stripe price id).
-        plans[code], _ = Plan.objects.update_or_create(
-            code=code,
-            defaults={
-                "name": name,
-                "tier": tier,
-                "price_cents": price_cents,
-                "currency": "usd",
-                "interval": PlanInterval.MONTH,
-                "is_active": True,
-            },
-        )
+    plans = restore_default_plans()
 
     admin = Member.objects.with_email(ADMIN_EMAIL).first()
     if admin is None:
