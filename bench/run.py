@@ -77,7 +77,7 @@ def alternate(options: Options, workdir: Path, effect: str, path: Path_, on: Ser
 
 def bench(options: Options, workdir: Path, sentry: SentryStub, servers: list[Server]) -> Run:
     from members.models import Member
-    from portal.management.commands.seed_demo import ADMIN_EMAIL, DEMO_PASSWORD
+    from portal.demo_data import ADMIN_EMAIL, DEMO_PASSWORD
 
     subject = prepare_data(options)
     run = Run(

@@ -21,7 +21,7 @@ from django.test import Client
 from django.test.utils import override_settings
 
 from members.models import Member
-from portal.management.commands.seed_demo import ADMIN_EMAIL, DEMO_PASSWORD
+from portal.demo_data import ADMIN_EMAIL, DEMO_PASSWORD
 from tests.conftest import PASSWORD
 from tests.portal.test_settings import run_python
 

@@ -14,7 +14,8 @@ from django.utils import timezone
 
 from members import tokens
 from members.models import Action, ActivityLog, ApiToken, Member, Profile, Tier
-from portal.management.commands.seed_demo import DEMO_PASSWORD, bench_email
+from portal.bench_data import bench_email
+from portal.demo_data import DEMO_PASSWORD
 from subscriptions.models import Plan, Subscription
 
 pytestmark = pytest.mark.django_db

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from portal.management.commands.seed_demo import DEMO_PASSWORD
+from portal.demo_data import DEMO_PASSWORD
 
 ROOT = Path(__file__).resolve().parents[2]
 

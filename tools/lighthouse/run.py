@@ -47,7 +47,7 @@ OUT = ROOT / "var" / "lighthouse"
 LIGHTHOUSE = ROOT / "node_modules" / ".bin" / "lighthouse"
 CHROME = os.environ.get("CHROME_PATH", "/usr/bin/chromium")
 # The demo member of `seed_demo` (a basic member with tokens and activity) and its published
-# password (portal/management/commands/seed_demo.py; tests/portal/test_seed_demo.py checks both).
+# password (portal/demo_data.py; tests/portal/test_seed_demo.py checks both).
 MEMBER = "alice@example.com"
 DEMO_PASSWORD = "portal-demo-2026"  # noqa: S105 (published on purpose, see seed_demo)
 
