@@ -51,6 +51,28 @@ class PortalCheck(HealthCheck):
     def run(self) -> None:  # pragma: no cover - every check defines it
         raise NotImplementedError
 
+    def judge_round_trip(
+        self,
+        *,
+        started: float,
+        answered: bool,
+        wrong_answer: str,
+        slow: str,
+        summary: str,
+        slow_ms: float,
+        **measurements: Measurement,
+    ) -> None:
+        """The verdict on one timed round trip to a dependency, begun at `started`
+        (`time.perf_counter()`): down if it answered wrongly, degraded if slower than `slow_ms`.
+        The latency is measured either way, so the page shows how slow a wrong answer was."""
+        latency_ms = (time.perf_counter() - started) * 1000
+        self.measurements = {"latency_ms": round(latency_ms, 2), **measurements}
+        if not answered:
+            raise ServiceUnavailable(wrong_answer)
+        if latency_ms > slow_ms:
+            raise ServiceWarning(f"slow: {slow} {latency_ms:.0f} ms (over {slow_ms:.0f} ms)")
+        self.summary = f"{summary} {latency_ms:.1f} ms"
+
 
 @dataclasses.dataclass
 class Database(PortalCheck):
@@ -74,13 +96,15 @@ class Database(PortalCheck):
                 row = cursor.fetchone()
         except Exception as exc:
             raise ServiceUnavailable(f"cannot query the database ({type(exc).__name__})") from exc
-        latency_ms = (time.perf_counter() - started) * 1000
-        self.measurements = {"latency_ms": round(latency_ms, 2), "vendor": connection.vendor}
-        if row != (1,):
-            raise ServiceUnavailable("SELECT 1 returned something else")
-        if latency_ms > self.slow_ms:
-            raise ServiceWarning(f"slow: SELECT 1 took {latency_ms:.0f} ms (over {self.slow_ms:.0f} ms)")
-        self.summary = f"SELECT 1 in {latency_ms:.1f} ms"
+        self.judge_round_trip(
+            started=started,
+            answered=row == (1,),
+            wrong_answer="SELECT 1 returned something else",
+            slow="SELECT 1 took",
+            summary="SELECT 1 in",
+            slow_ms=self.slow_ms,
+            vendor=connection.vendor,
+        )
 
 
 @dataclasses.dataclass
@@ -158,13 +182,15 @@ class Cache(PortalCheck):
             cache.set(key, b"1", timeout=10)
             value = cache.get(key)
             cache.delete(key)
-        latency_ms = (time.perf_counter() - started) * 1000
-        self.measurements = {"latency_ms": round(latency_ms, 2), "backend": backend}
-        if value != b"1":
-            raise ServiceUnavailable("a value written to the cache did not read back")
-        if latency_ms > self.slow_ms:
-            raise ServiceWarning(f"slow: a write and a read took {latency_ms:.0f} ms (over {self.slow_ms:.0f} ms)")
-        self.summary = f"{backend}: write and read in {latency_ms:.1f} ms"
+        self.judge_round_trip(
+            started=started,
+            answered=value == b"1",
+            wrong_answer="a value written to the cache did not read back",
+            slow="a write and a read took",
+            summary=f"{backend}: write and read in",
+            slow_ms=self.slow_ms,
+            backend=backend,
+        )
 
 
 @dataclasses.dataclass
