@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "scrape-token-for-tests"
 # Variables of the test run that must not reach the server: it gets its own database and cache.
-_NOT_INHERITED = (
+NOT_INHERITED = (
     "DATABASE_URL",
     "DATABASE_REPLICA_URL",
     "REDIS_URL",
@@ -48,7 +48,7 @@ def database_url(database: Path | str) -> str:
 
 
 def production_env(database: Path | str, **extra: str) -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items() if name not in _NOT_INHERITED}
+    env = {name: value for name, value in os.environ.items() if name not in NOT_INHERITED}
     env.update(
         DEBUG="false",
         SECRET_KEY="a-long-random-secret-key-for-the-gunicorn-tests-only-0123456789",

@@ -7,7 +7,10 @@ import http.client
 import importlib.util
 import os
 import re
+import shutil
 import signal
+import subprocess
+import sys
 import time
 import types
 import urllib.request
@@ -16,7 +19,7 @@ from unittest.mock import patch
 
 import pytest
 
-from tests.monitoring.servers import ROOT, TOKEN, Portal
+from tests.monitoring.servers import NOT_INHERITED, ROOT, TOKEN, Portal
 
 # A cheap path that Django serves (liveness probes are answered before Django: portal/wsgi.py).
 API_HEALTH = (("method", "GET"), ("status", "200"), ("view", "api-health"))
@@ -156,3 +159,29 @@ def test_without_a_cpu_limit_workers_are_counted_from_the_cpus_it_may_use(tmp_pa
     unlimited.write_text("max 100000\n")
     conf = _gunicorn_conf()
     assert conf._cpus(unlimited) == conf._cpus(tmp_path / "missing") == len(os.sched_getaffinity(0))
+
+
+def test_the_config_checks_out_on_a_fresh_checkout_without_var(tmp_path):
+    # A fresh clone has no var/ (nor var/prometheus, where the config points the metric files).
+    checkout = tmp_path / "checkout"
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    for name in tracked.decode().split("\0"):
+        if name and (ROOT / name).is_file():
+            (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, checkout / name)
+    assert not (checkout / "var").exists()
+    env = {name: value for name, value in os.environ.items() if name not in NOT_INHERITED}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "--check-config", "-c", "deploy/gunicorn.conf.py", "portal.wsgi"],
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert (checkout / "var" / "prometheus").is_dir()
