@@ -59,6 +59,41 @@ def test_metrics_and_probes_are_served_over_plain_http_where_pages_redirect_to_h
     assert statuses == {"/health/live": (200, ""), "/health/ready": (200, ""), "/dashboard/": (301, "https://")}
 
 
+SECURITY_HEADERS = (
+    "Strict-Transport-Security",
+    "X-Content-Type-Options",
+    "Referrer-Policy",
+    "X-Frame-Options",
+    "Cross-Origin-Opener-Policy",
+    "Permissions-Policy",
+)
+
+
+def _headers(portal: Portal, path: str, *, via_proxy: bool) -> dict[str, str | None]:
+    connection = http.client.HTTPConnection("127.0.0.1", portal.port, timeout=10)
+    connection.request("GET", path, headers={"X-Forwarded-Proto": "https"} if via_proxy else {})
+    response = connection.getresponse()
+    response.read()
+    connection.close()
+    assert response.status == 200, path
+    return {name: response.headers.get(name) for name in (*SECURITY_HEADERS, "Content-Security-Policy")}
+
+
+def test_liveness_probes_carry_the_security_headers_of_every_other_response(portal: Portal):
+    # /health/live is answered before Django (portal/wsgi.py); /health/ready goes through it.
+    for via_proxy in (True, False):
+        live = _headers(portal, "/health/live", via_proxy=via_proxy)
+        page = _headers(portal, "/health/ready", via_proxy=via_proxy)
+        assert {name: live[name] for name in SECURITY_HEADERS} == {name: page[name] for name in SECURITY_HEADERS}
+        assert live["X-Content-Type-Options"] == "nosniff"
+        assert live["X-Frame-Options"] == "DENY"
+        assert "camera=()" in (live["Permissions-Policy"] or "")
+        assert live["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+        # HSTS as Django sends it: on requests that came over TLS (the proxy says so), with DEBUG off.
+        expected_hsts = "max-age=31536000; includeSubDomains; preload" if via_proxy else None
+        assert live["Strict-Transport-Security"] == expected_hsts
+
+
 def test_the_request_counter_equals_the_requests_sent_across_two_workers(portal: Portal):
     before = portal.scrape()
     send(portal, 60)
