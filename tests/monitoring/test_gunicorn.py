@@ -94,6 +94,19 @@ def test_liveness_probes_carry_the_security_headers_of_every_other_response(port
         assert live["Strict-Transport-Security"] == expected_hsts
 
 
+def test_the_access_log_leaves_out_reset_and_confirmation_keys(portal: Portal):
+    portal.get("/accounts/confirm-email/MTE:1uXyZk:access-log-confirm-key/")
+    portal.get("/accounts/password/reset/key/4-access-log-reset-key/")
+
+    # The access log's lines (Django's own error log, without collected static files here, is not
+    # the subject).
+    log = "\n".join(line for line in portal.log.read_text().splitlines() if " pid=<" in line)
+    assert '"GET /accounts/confirm-email/[redacted]/ HTTP/1.1"' in log
+    assert '"GET /accounts/password/reset/key/[redacted]/ HTTP/1.1"' in log
+    assert "access-log-confirm-key" not in log
+    assert "access-log-reset-key" not in log
+
+
 def test_the_request_counter_equals_the_requests_sent_across_two_workers(portal: Portal):
     before = portal.scrape()
     send(portal, 60)
