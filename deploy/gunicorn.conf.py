@@ -31,6 +31,7 @@ if str(BASE_DIR) not in sys.path:
     sys.path.insert(0, str(BASE_DIR))
 
 from portal.redaction import redact_secret_paths  # noqa: E402  (after the path above)
+
 # The same `.env` that settings read, so GUNICORN_* can live there too; real variables win.
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
@@ -99,6 +100,7 @@ errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 # Client, time, method, path (no query string), status, bytes, milliseconds, worker pid.
 access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms pid=%(p)s'
+
 
 class AccessLogger(Logger):  # type: ignore[misc]
     """gunicorn's logger, with the secret part of a path (allauth's password-reset and

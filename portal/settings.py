@@ -403,6 +403,9 @@ def _email(raw: str) -> dict[str, Any]:
     return config
 
 
+# Whether EMAIL_URL was given at all: with DEBUG off, its absence stops start-up (portal/checks.py);
+# `consolemail://` given explicitly says printing mail is intended.
+EMAIL_URL_SET = bool(env.str("EMAIL_URL", default=""))
 _EMAIL: dict[str, Any] = _read("EMAIL_URL", _email, {"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"})
 EMAIL_BACKEND: str = _EMAIL["EMAIL_BACKEND"]
 EMAIL_HOST: str = _EMAIL.get("EMAIL_HOST") or "localhost"

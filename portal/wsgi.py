@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from io import BytesIO
 from wsgiref.types import StartResponse, WSGIEnvironment
 
+from django.core.checks import run_checks
+from django.core.exceptions import ImproperlyConfigured
 from django.core.handlers.wsgi import WSGIRequest
 from django.core.wsgi import get_wsgi_application
 from django.http import HttpRequest, HttpResponse
@@ -26,7 +28,14 @@ from django_permissions_policy import PermissionsPolicyMiddleware
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
+from portal import checks
+
 django_application = get_wsgi_application()
+
+# gunicorn runs no system checks: refuse to serve on settings that would lose members' mail.
+_errors = [error for error in run_checks(tags=[checks.TAG]) if error.is_serious()]
+if _errors:
+    raise ImproperlyConfigured("; ".join(str(error) for error in _errors))
 
 LIVE_PATH = "/health/live"
 _LIVE_BODY = b"ok\n"
@@ -55,7 +64,8 @@ def _fixed_headers(*, secure: bool) -> list[tuple[str, str]]:
     chain = SecurityMiddleware(PermissionsPolicyMiddleware(XFrameOptionsMiddleware(respond)))  # type: ignore[arg-type]
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": LIVE_PATH, "SERVER_NAME": "localhost", "SERVER_PORT": "80"}
     response = chain(_probe_request({**environ, "wsgi.url_scheme": "https" if secure else "http"}))
-    assert isinstance(response, HttpResponseBase)  # a synchronous chain
+    if not isinstance(response, HttpResponseBase):  # pragma: no cover - the chain is synchronous
+        raise TypeError("the security middleware answered asynchronously")
     return [(name, value) for name, value in response.items() if name not in {"Content-Type", "Location"}]
 
 

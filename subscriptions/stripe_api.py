@@ -63,9 +63,8 @@ def timestamp(value: object) -> dt.datetime | None:
     event's reason) for anything else, rather than a TypeError deep in a handler."""
     if value is None:
         return None
-    if not is_timestamp(value):
+    if not isinstance(value, int) or not is_timestamp(value):
         raise StripeDataError(f"{value!r:.40} is not a Unix time.")
-    assert isinstance(value, int)
     return dt.datetime.fromtimestamp(value, tz=dt.UTC)
 
 

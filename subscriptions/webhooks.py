@@ -222,7 +222,11 @@ def _checkout_completed(obj: Mapping[str, Any], created_at: dt.datetime, event_t
     if obj.get("mode") != "subscription" or not obj.get("subscription"):
         return "not a subscription checkout"
     reference = str(obj.get("client_reference_id") or "")
-    member_id = int(reference) if reference.isascii() and reference.isdigit() and Member.objects.filter(pk=int(reference)).exists() else None
+    member_id = (
+        int(reference)
+        if reference.isascii() and reference.isdigit() and Member.objects.filter(pk=int(reference)).exists()
+        else None
+    )
     subscription = obj["subscription"]
     if isinstance(subscription, Mapping):
         synced = sync_stripe_subscription(

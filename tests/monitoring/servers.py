@@ -54,6 +54,7 @@ def production_env(database: Path | str, **extra: str) -> dict[str, str]:
         SECRET_KEY="a-long-random-secret-key-for-the-gunicorn-tests-only-0123456789",
         ALLOWED_HOSTS="127.0.0.1",
         METRICS_TOKEN=TOKEN,
+        EMAIL_URL="consolemail://",  # mail printed to the server's log, as intended here
         DATABASE_URL=database_url(database),
     )
     env.update(extra)

@@ -155,6 +155,7 @@ def portal_env(database: Path, port: int) -> dict[str, str]:
         ALLOWED_HOSTS="127.0.0.1",
         DATABASE_URL=f"sqlite:///{database}",
         WEB_VITALS_SAMPLE_RATE="1.0",
+        EMAIL_URL="consolemail://",
         GUNICORN_BIND=f"127.0.0.1:{port}",
         GUNICORN_WORKERS="2",
         PROMETHEUS_MULTIPROC_DIR=str(OUT / "prometheus"),
