@@ -17,7 +17,7 @@ marked so (its live gauges dropped; its counters stay, since what it counted did
 from __future__ import annotations
 
 import os
-import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,13 @@ import environ
 from gunicorn.glogging import Logger  # type: ignore[import-untyped]
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# gunicorn puts `chdir` on the import path only after reading this file; the logger below needs
+# the project's own module before that.
+if str(BASE_DIR) not in sys.path:
+    sys.path.insert(0, str(BASE_DIR))
+
+from core.redaction import redact_secret_paths  # noqa: E402  (after the path above)
+
 # The same `.env` that settings read, so GUNICORN_* can live there too; real variables win.
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
@@ -94,16 +101,14 @@ loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 # Client, time, method, path (no query string), status, bytes, milliseconds, worker pid.
 access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms pid=%(p)s'
 
-# Paths that carry a secret of their own: allauth's password-reset and email-confirmation keys.
-_SECRET_IN_PATH = re.compile(r"^(/accounts/(?:password/reset/key|confirm-email)/)[^/]+")
-
 
 class AccessLogger(Logger):  # type: ignore[misc]
-    """gunicorn's logger, with the secret part of a path replaced before it is written."""
+    """gunicorn's logger, with the secret part of a path (allauth's password-reset and
+    email-confirmation keys: core/redaction.py) replaced before it is written."""
 
     def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> dict[str, Any]:
         atoms: dict[str, Any] = super().atoms(resp, req, environ, request_time)
-        atoms["U"] = _SECRET_IN_PATH.sub(r"\1[redacted]", str(atoms.get("U") or ""))
+        atoms["U"] = redact_secret_paths(str(atoms.get("U") or ""))
         return atoms
 
 

@@ -10,8 +10,9 @@
   credentials by key (Authorization, cookies, anything named like a token, secret or
   password) and by shape wherever they appear in text (API tokens `mpt_…`,
   Stripe keys `sk_…`/`rk_…` and webhook secrets `whsec_…`, bearer credentials, email
-  addresses). Request bodies are never sent: Stripe's webhook bodies are full of customers'
-  personal data, and members' forms of their own.
+  addresses, the keys in password-reset and email-confirmation paths). Request bodies are never
+  sent: Stripe's webhook bodies are full of customers' personal data, and members' forms of
+  their own.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from sentry_sdk.integrations.redis import RedisIntegration
 from sentry_sdk.transport import Transport
 from sentry_sdk.types import Event, Hint
 
+from core.redaction import redact_secret_paths
+
 FILTERED = "[Filtered]"
 
 # Paths whose requests are never traced: probed every few seconds, they would spend the
@@ -40,6 +43,7 @@ UNTRACED_PREFIXES = ("/health/", "/api/health", "/metrics")
 _SENSITIVE_KEY = re.compile(
     r"authorization|cookie|token|secret|password|passwd|api_?key|signature|session|csrf|email|dsn"
     r"|forwarded|real_ip|client_ip|remote_addr"  # the member's IP address
+    r"|^(?:key|uidb36)$"  # the URL arguments of reset and confirmation links, in views' frames
 )
 _SECRETS = (
     (re.compile(r"\bmpt_[0-9A-Za-z]+"), FILTERED),  # our API tokens (members/tokens.py)
@@ -60,7 +64,9 @@ _SECRETS = (
 def scrub_text(text: str) -> str:
     for pattern, replacement in _SECRETS:
         text = pattern.sub(replacement, text)
-    return text
+    # Reset and confirmation keys in paths: in request URLs, transaction names, breadcrumbs,
+    # span descriptions and Referer headers alike, as the access log drops them.
+    return redact_secret_paths(text, FILTERED)
 
 
 def _sensitive(key: str) -> bool:

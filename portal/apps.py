@@ -8,6 +8,9 @@ class PortalConfig(AppConfig):
     name = "portal"
     verbose_name = "Member Portal"
 
+    def ready(self) -> None:
+        from portal import checks  # noqa: F401  (registers the checks)
+
 
 class PortalAdminConfig(admin_apps.AdminConfig):
     """Django's admin with the portal's site (`portal.admin.PortalAdminSite`) as the default."""

@@ -202,6 +202,17 @@ def _database(raw: str) -> dict[str, Any]:
 
 if not env.str("DATABASE_URL", default=""):
     VAR_DIR.mkdir(exist_ok=True)  # the embedded SQLite database lives here
+
+# prometheus_client's multiprocess mode (set up by deploy/gunicorn.conf.py) writes each metric to
+# a file in this directory from the moment the metric is made, as the apps are imported: it must
+# exist before then, whatever starts the process (gunicorn, `gunicorn --check-config`, a
+# management command run with the variable set, on a fresh checkout or a fresh /tmp).
+_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+if _MULTIPROC_DIR:
+    try:
+        Path(_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ImproperlyConfigured(f"PROMETHEUS_MULTIPROC_DIR is not valid: {exc.strerror}") from None
 DATABASES = {
     "default": _read(
         "DATABASE_URL",
@@ -413,6 +424,9 @@ def _email(raw: str) -> dict[str, Any]:
     return config
 
 
+# Whether EMAIL_URL was given at all: with DEBUG off, its absence stops start-up (portal/checks.py);
+# `consolemail://` given explicitly says printing mail is intended.
+EMAIL_URL_SET = bool(env.str("EMAIL_URL", default=""))
 _EMAIL: dict[str, Any] = _read("EMAIL_URL", _email, {"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"})
 EMAIL_BACKEND: str = _EMAIL["EMAIL_BACKEND"]
 EMAIL_HOST: str = _EMAIL.get("EMAIL_HOST") or "localhost"

@@ -48,8 +48,24 @@ def _client(api_key: str, api_base: str) -> stripe.StripeClient:
     )
 
 
-def timestamp(value: int | None) -> dt.datetime | None:
-    return None if value is None else dt.datetime.fromtimestamp(value, tz=dt.UTC)
+# The latest Unix time a datetime can hold (9999-12-31T23:59:59Z).
+_LAST_TIMESTAMP = 253_402_300_799
+
+
+def is_timestamp(value: object) -> bool:
+    """Whether `value` is a Unix time as Stripe sends one: a whole number (not a bool) that a
+    datetime can hold."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _LAST_TIMESTAMP
+
+
+def timestamp(value: object) -> dt.datetime | None:
+    """The time of a Unix timestamp from Stripe, None for none; a StripeDataError (kept as the
+    event's reason) for anything else, rather than a TypeError deep in a handler."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or not is_timestamp(value):
+        raise StripeDataError(f"{value!r:.40} is not a Unix time.")
+    return dt.datetime.fromtimestamp(value, tz=dt.UTC)
 
 
 def _id(value: str | Mapping[str, Any] | None) -> str:
@@ -100,7 +116,7 @@ class SubscriptionState:
             period_end=timestamp(item.get("current_period_end", data.get("current_period_end"))),
             cancel_at_period_end=bool(data.get("cancel_at_period_end")),
             canceled_at=timestamp(data.get("canceled_at")),
-            member_id=int(raw_member) if raw_member.isdigit() else None,
+            member_id=int(raw_member) if raw_member.isascii() and raw_member.isdigit() else None,
         )
 
 

@@ -68,7 +68,28 @@ def verify(payload: bytes, signature: str | None) -> dict[str, Any]:
         raise WebhookRejected("invalid_payload", "The body is not JSON.") from None
     if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
         raise WebhookRejected("invalid_payload", "The body is not a Stripe event.")
+    _check_fields(event)
     return event
+
+
+def _check_fields(event: dict[str, Any]) -> None:
+    """Refuse, before anything is stored, a signed event whose own fields are not of the kind
+    Stripe sends: they would fail the same way on every retry, and fail again while the failure
+    was being recorded. The fields of `data.object` are each handler's to check."""
+    problems = []
+    if not event["id"] or len(event["id"]) > StripeEvent._meta.get_field("stripe_id").max_length:  # type: ignore[operator]
+        problems.append("`id` is empty or too long")
+    if not event["type"] or len(event["type"]) > StripeEvent._meta.get_field("type").max_length:  # type: ignore[operator]
+        problems.append("`type` is empty or too long")
+    if not stripe_api.is_timestamp(event.get("created")):
+        problems.append("`created` is not a Unix time")
+    if not isinstance(event.get("livemode", False), bool):
+        problems.append("`livemode` is not true or false")
+    data = event.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+        problems.append("`data.object` is not an object")
+    if problems:
+        raise WebhookRejected("invalid_event", f"The event is malformed: {'; '.join(problems)}.")
 
 
 class Status(enum.StrEnum):
@@ -126,7 +147,7 @@ def _lock_or_insert(event: Mapping[str, Any], now: dt.datetime) -> StripeEvent:
                 stripe_id=event["id"],
                 type=event["type"],
                 livemode=bool(event.get("livemode")),
-                stripe_created_at=stripe_api.timestamp(int(event.get("created") or 0)) or now,
+                stripe_created_at=stripe_api.timestamp(event.get("created")) or now,
                 payload=dict(event),
                 received_at=now,
                 last_received_at=now,
@@ -164,7 +185,7 @@ def _record_failure(event: Mapping[str, Any], now: dt.datetime, error: Exception
             defaults={
                 "type": event["type"],
                 "livemode": bool(event.get("livemode")),
-                "stripe_created_at": stripe_api.timestamp(int(event.get("created") or 0)) or now,
+                "stripe_created_at": stripe_api.timestamp(event.get("created")) or now,
                 "payload": dict(event),
                 "received_at": now,
                 "last_received_at": now,
@@ -201,7 +222,11 @@ def _checkout_completed(obj: Mapping[str, Any], created_at: dt.datetime, event_t
     if obj.get("mode") != "subscription" or not obj.get("subscription"):
         return "not a subscription checkout"
     reference = str(obj.get("client_reference_id") or "")
-    member_id = int(reference) if reference.isdigit() and Member.objects.filter(pk=int(reference)).exists() else None
+    member_id = (
+        int(reference)
+        if reference.isascii() and reference.isdigit() and Member.objects.filter(pk=int(reference)).exists()
+        else None
+    )
     subscription = obj["subscription"]
     if isinstance(subscription, Mapping):
         synced = sync_stripe_subscription(

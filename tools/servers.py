@@ -72,6 +72,9 @@ def production_env(*, database_url: str, secret_key: str, drop: Iterable[str] = 
     dropped = {*NOT_INHERITED, *drop}
     env = {name: value for name, value in os.environ.items() if name not in dropped}
     env.update(DEBUG="false", SECRET_KEY=secret_key, ALLOWED_HOSTS=HOST, DATABASE_URL=database_url)
+    # Production refuses to start without EMAIL_URL (portal/checks.py): mail goes to the server's
+    # log here, as intended, unless `settings` says otherwise.
+    env["EMAIL_URL"] = "consolemail://"
     env.update(settings)
     return env
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import sentry_sdk
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
@@ -30,4 +31,19 @@ def fail_for_anyone(request: HttpRequest) -> HttpResponse:
     raise RuntimeError("the landing page broke")
 
 
-urlpatterns = [*portal_urlpatterns, path("fail/", fail), path("fail/for-anyone/", fail_for_anyone)]
+def fail_at_a_confirmation_link(request: HttpRequest, key: str) -> HttpResponse:
+    """Fails on a path that carries a confirmation key, naming it everywhere an event can."""
+    url = request.build_absolute_uri()
+    logger.warning("Could not confirm at %s", request.path)  # a breadcrumb
+    with sentry_sdk.start_span(op="http.client", name=f"GET {url}"):  # a span (an outgoing call, say)
+        pass
+    raise RuntimeError(f"confirmation failed at {url}")
+
+
+urlpatterns = [
+    *portal_urlpatterns,
+    path("fail/", fail),
+    path("fail/for-anyone/", fail_for_anyone),
+    # After allauth's own confirm-email/<key>/, which does not match this longer path.
+    path("accounts/confirm-email/<str:key>/fail/", fail_at_a_confirmation_link),
+]

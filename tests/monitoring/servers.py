@@ -21,9 +21,10 @@ import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
 from tools import servers
-from tools.servers import ROOT, free_port, keep_cookies
+from tools.servers import NOT_INHERITED, ROOT, free_port, keep_cookies
 
 __all__ = [
+    "NOT_INHERITED",
     "ROOT",
     "TOKEN",
     "Portal",

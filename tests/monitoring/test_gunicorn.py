@@ -7,7 +7,10 @@ import http.client
 import importlib.util
 import os
 import re
+import shutil
 import signal
+import subprocess
+import sys
 import time
 import types
 import urllib.request
@@ -16,7 +19,7 @@ from unittest.mock import patch
 
 import pytest
 
-from tests.monitoring.servers import ROOT, TOKEN, Portal
+from tests.monitoring.servers import NOT_INHERITED, ROOT, TOKEN, Portal
 
 # A cheap path that Django serves (liveness probes are answered before Django: portal/wsgi.py).
 API_HEALTH = (("method", "GET"), ("status", "200"), ("view", "api-health"))
@@ -54,6 +57,54 @@ def test_metrics_and_probes_are_served_over_plain_http_where_pages_redirect_to_h
         statuses[path] = (response.status, response.headers.get("Location", "")[:8])
         connection.close()
     assert statuses == {"/health/live": (200, ""), "/health/ready": (200, ""), "/dashboard/": (301, "https://")}
+
+
+SECURITY_HEADERS = (
+    "Strict-Transport-Security",
+    "X-Content-Type-Options",
+    "Referrer-Policy",
+    "X-Frame-Options",
+    "Cross-Origin-Opener-Policy",
+    "Permissions-Policy",
+)
+
+
+def _headers(portal: Portal, path: str, *, via_proxy: bool) -> dict[str, str | None]:
+    connection = http.client.HTTPConnection("127.0.0.1", portal.port, timeout=10)
+    connection.request("GET", path, headers={"X-Forwarded-Proto": "https"} if via_proxy else {})
+    response = connection.getresponse()
+    response.read()
+    connection.close()
+    assert response.status == 200, path
+    return {name: response.headers.get(name) for name in (*SECURITY_HEADERS, "Content-Security-Policy")}
+
+
+def test_liveness_probes_carry_the_security_headers_of_every_other_response(portal: Portal):
+    # /health/live is answered before Django (portal/wsgi.py); /health/ready goes through it.
+    for via_proxy in (True, False):
+        live = _headers(portal, "/health/live", via_proxy=via_proxy)
+        page = _headers(portal, "/health/ready", via_proxy=via_proxy)
+        assert {name: live[name] for name in SECURITY_HEADERS} == {name: page[name] for name in SECURITY_HEADERS}
+        assert live["X-Content-Type-Options"] == "nosniff"
+        assert live["X-Frame-Options"] == "DENY"
+        assert "camera=()" in (live["Permissions-Policy"] or "")
+        assert live["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+        # HSTS as Django sends it: on requests that came over TLS (the proxy says so), with DEBUG off.
+        expected_hsts = "max-age=31536000; includeSubDomains; preload" if via_proxy else None
+        assert live["Strict-Transport-Security"] == expected_hsts
+
+
+def test_the_access_log_leaves_out_reset_and_confirmation_keys(portal: Portal):
+    portal.get("/accounts/confirm-email/MTE:1uXyZk:access-log-confirm-key/")
+    portal.get("/accounts/password/reset/key/4-access-log-reset-key/")
+
+    # The access log's lines (Django's own error log, without collected static files here, is not
+    # the subject).
+    log = "\n".join(line for line in portal.log.read_text().splitlines() if " pid=<" in line)
+    assert '"GET /accounts/confirm-email/[redacted]/ HTTP/1.1"' in log
+    assert '"GET /accounts/password/reset/key/[redacted]/ HTTP/1.1"' in log
+    assert "access-log-confirm-key" not in log
+    assert "access-log-reset-key" not in log
 
 
 def test_the_request_counter_equals_the_requests_sent_across_two_workers(portal: Portal):
@@ -156,3 +207,29 @@ def test_without_a_cpu_limit_workers_are_counted_from_the_cpus_it_may_use(tmp_pa
     unlimited.write_text("max 100000\n")
     conf = _gunicorn_conf()
     assert conf._cpus(unlimited) == conf._cpus(tmp_path / "missing") == len(os.sched_getaffinity(0))
+
+
+def test_the_config_checks_out_on_a_fresh_checkout_without_var(tmp_path):
+    # A fresh clone has no var/ (nor var/prometheus, where the config points the metric files).
+    checkout = tmp_path / "checkout"
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    for name in tracked.decode().split("\0"):
+        if name and (ROOT / name).is_file():
+            (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, checkout / name)
+    assert not (checkout / "var").exists()
+    env = {name: value for name, value in os.environ.items() if name not in NOT_INHERITED}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "--check-config", "-c", "deploy/gunicorn.conf.py", "portal.wsgi"],
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert (checkout / "var" / "prometheus").is_dir()

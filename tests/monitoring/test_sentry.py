@@ -145,6 +145,47 @@ def test_an_anonymous_visitors_error_has_no_user(sentry, transactional_db):
     assert "203.0.113.9" not in _sent([event])
 
 
+CONFIRMATION_KEY = "MTE:1uXyZk:confirmation-key-secret"
+RESET_KEY = "reset-key-secret-cw6zcq"
+
+
+@pytest.mark.urls("tests.monitoring.sentry_urls")
+def test_reset_and_confirmation_keys_in_paths_never_reach_sentry(sentry, transactional_db):
+    transport = sentry(traces=1.0)
+
+    status = _wsgi_get(
+        f"/accounts/confirm-email/{CONFIRMATION_KEY}/fail/",
+        Referer=f"http://localhost/accounts/password/reset/key/4-{RESET_KEY}/",
+    )
+
+    assert status == 500
+    (event,) = transport.items("event")
+    assert event["request"]["url"] == "http://localhost/accounts/confirm-email/[Filtered]/fail/"
+    assert event["exception"]["values"][0]["value"] == (
+        "confirmation failed at http://localhost/accounts/confirm-email/[Filtered]/fail/"
+    )
+    crumbs = [crumb.get("message", "") for crumb in event["breadcrumbs"]["values"]]
+    assert "Could not confirm at /accounts/confirm-email/[Filtered]/fail/" in crumbs
+    headers = {name.lower(): value for name, value in event["request"]["headers"].items()}
+    assert headers["referer"] == "http://localhost/accounts/password/reset/key/[Filtered]/"
+    (transaction,) = transport.items("transaction")
+    spans = [span.get("description", "") for span in transaction["spans"]]
+    assert "GET http://localhost/accounts/confirm-email/[Filtered]/fail/" in spans
+    assert transaction["request"]["url"] == "http://localhost/accounts/confirm-email/[Filtered]/fail/"
+
+    # A path that matches no URL pattern names its transaction itself.
+    assert _wsgi_get(f"/accounts/confirm-email/{CONFIRMATION_KEY}/extra/") == 404
+    # allauth's own pages; the reset page redirects to one without the key.
+    assert _wsgi_get(f"/accounts/password/reset/key/4-{RESET_KEY}/") in (200, 302)
+    names = [transaction["transaction"] for transaction in transport.items("transaction")]
+    assert "/accounts/confirm-email/[Filtered]/extra/" in names
+    assert len(names) == 3
+
+    sent = _sent(transport.items("event") + transport.items("transaction"))
+    assert CONFIRMATION_KEY not in sent
+    assert RESET_KEY not in sent
+
+
 def test_requests_are_traced_at_the_base_rate(sentry, transactional_db):
     transport = sentry(traces=1.0)
 

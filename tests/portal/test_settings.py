@@ -253,3 +253,29 @@ def test_a_malformed_read_replica_url_is_named():
     assert message.startswith(
         "django.core.exceptions.ImproperlyConfigured: DATABASE_REPLICA_URL is not valid: expected"
     )
+
+
+PRODUCTION_CHECK = {"DEBUG": "false", "SECRET_KEY": "k" * 50, "ALLOWED_HOSTS": "portal.example"}
+DEPLOY_CHECK = (
+    "from django.core.management import call_command; import django; django.setup(); call_command('check', '--deploy')"
+)
+SERVE = "import portal.wsgi"
+
+
+@pytest.mark.parametrize("code", [DEPLOY_CHECK, SERVE], ids=["check --deploy", "gunicorn loading the app"])
+def test_without_email_url_production_refuses_to_start_naming_it(code: str, tmp_path: Path) -> None:
+    result = run_python(code, **PRODUCTION_CHECK, DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    assert result.returncode != 0
+    assert "portal.E001" in result.stderr or "EMAIL_URL is not set" in result.stderr
+    assert "EMAIL_URL" in result.stderr
+
+
+@pytest.mark.parametrize("email_url", ["consolemail://", "smtp+tls://portal:pw@smtp.example:587"])
+def test_an_explicit_email_url_lets_production_start(email_url: str, tmp_path: Path) -> None:
+    env = {**PRODUCTION_CHECK, "EMAIL_URL": email_url, "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    assert run_python(SERVE, **env).returncode == 0
+    assert run_python(DEPLOY_CHECK, **env).returncode == 0
+
+
+def test_debug_needs_no_email_url() -> None:
+    assert run_python(DEPLOY_CHECK, DEBUG="true").returncode == 0

@@ -384,3 +384,48 @@ def test_an_invoice_for_a_subscription_not_known_yet_is_retried_later(client: Cl
 
     assert response.status_code == 500
     assert "not known yet" in StripeEvent.objects.get().error
+
+
+# --- Malformed fields in a signed event ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("created", "abc"),
+        ("created", None),
+        ("created", 1.5e300),
+        ("created", 10**20),
+        ("created", True),
+        ("livemode", "yes"),
+        ("data", []),
+        ("data", {"object": "sub_1"}),
+        ("id", "evt_" + "x" * 300),
+        ("type", ""),
+    ],
+)
+def test_a_signed_event_with_a_malformed_field_is_refused_with_a_code(
+    client: Client, alice: Member, field: str, value: Any
+) -> None:
+    event = {**_created(alice), field: value}
+    payload = json.dumps(event)
+
+    response = _post(client, payload, signed(payload, WEBHOOK_SECRET))
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_event"
+    assert f"`{field}" in response.json()["message"]
+    assert StripeEvent.objects.count() == 0
+    assert _tier(alice) == Tier.FREE
+
+
+def test_a_malformed_time_inside_the_object_fails_the_event_with_a_reason(client: Client, alice: Member) -> None:
+    sub = fake_stripe.subscription(member_id=alice.pk)
+    sub["items"]["data"][0]["current_period_end"] = "next month"
+
+    response = deliver(client, fake_stripe.event("customer.subscription.created", sub))
+
+    assert (response.status_code, response.json()["code"]) == (500, "processing_failed")
+    row = StripeEvent.objects.get()
+    assert "is not a Unix time" in row.error
+    assert _tier(alice) == Tier.FREE
