@@ -27,6 +27,7 @@ ErrorCode = Literal[
     "validation_error",
     "rate_limited",
     "server_error",
+    "service_unavailable",
 ]
 
 

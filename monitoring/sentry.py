@@ -31,6 +31,7 @@ from sentry_sdk.transport import Transport
 from sentry_sdk.types import Event, Hint
 
 from core.redaction import redact_secret_paths
+from core.unavailable import database_unavailable
 
 FILTERED = "[Filtered]"
 
@@ -97,6 +98,11 @@ def _user(event: Event) -> dict[str, Any]:
 
 
 def before_send(event: Event, hint: Hint) -> Event | None:
+    exc_info = hint.get("exc_info")
+    if exc_info and database_unavailable(exc_info[1]):
+        # Each request refused while the database is down (503, core/unavailable.py) would be
+        # a new error; the outage is told once, by the health checks and the metrics.
+        return None
     scrubbed = cast("Event", scrub(event))
     if "user" in event:
         scrubbed["user"] = _user(event)

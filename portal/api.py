@@ -34,6 +34,7 @@ from ninja.responses import NinjaJSONEncoder
 
 from core.api import ApiError, ErrorCode, FieldError, invalid_input
 from core.ratelimit import RateLimited
+from core.unavailable import RETRY_AFTER_SECONDS, database_unavailable
 from members.api import router as members_router
 from subscriptions.api import router as subscriptions_router
 
@@ -257,6 +258,15 @@ def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
 def _server_error(request: HttpRequest, exc: Exception) -> HttpResponse:
     """An exception nothing else handled: logged with its traceback (and so sent to Sentry,
     whose logging integration reports errors), answered without a word about it."""
+    if database_unavailable(exc):
+        # One outage, told by health checks and metrics: not an error report per request.
+        return error_response(
+            503,
+            "service_unavailable",
+            "The service cannot reach its database just now; try again shortly.",
+            details={"retry_after": RETRY_AFTER_SECONDS},
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     logger.error("Unhandled exception in %s %s", request.method, request.path, exc_info=exc)
     return error_response(
         500,

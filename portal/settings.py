@@ -111,6 +111,8 @@ MIDDLEWARE = [
     # Recent requests of this process, for /api/health/advanced (monitoring/traffic.py).
     "monitoring.traffic.RecentRequestsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Oversized bodies refused on their Content-Length, before anything parses them (core/bodies.py).
+    "core.bodies.BodyLimitMiddleware",
     "django_permissions_policy.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # After whitenoise: pages get the policy and their nonce (`request.csp_nonce`), static files not.
@@ -412,6 +414,18 @@ SESSION_ABSOLUTE_TIMEOUT = 14 * 24 * 3600
 SESSION_COOKIE_AGE = SESSION_ABSOLUTE_TIMEOUT
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
+
+# --- Request bodies --------------------------------------------------------------------------
+
+# The most bytes a request body may have (core/bodies.py), refused with 413 before it is read:
+# members' forms are a few KiB; the admin's change forms and bulk actions, and Stripe's events,
+# are larger. The API (64 KiB) and the Web Vitals beacon (4 KiB) enforce their own.
+REQUEST_BODY_LIMIT = 64 * 1024
+REQUEST_BODY_LIMITS = {"/admin/": 1024 * 1024, "/webhooks/stripe/": 1024 * 1024}
+REQUEST_BODY_EXEMPT_PREFIXES = ("/api/v1/", "/vitals/")
+# Django's own caps, behind the one above: form data held in memory, and the number of fields.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
 
 # --- Email -----------------------------------------------------------------------------------
 

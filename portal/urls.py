@@ -8,6 +8,9 @@ from django.urls import include, path
 
 from portal import api, views
 
+# While the database cannot be reached, 503 with Retry-After instead of a bare 500 (core/unavailable.py).
+handler500 = "core.unavailable.server_error"
+
 urlpatterns = [
     path("", views.landing, name="landing"),
     path("dashboard/", views.dashboard, name="dashboard"),

@@ -299,6 +299,7 @@ def test_the_schema_names_every_error_code(openapi: dict[str, Any]):
         "validation_error",
         "rate_limited",
         "server_error",
+        "service_unavailable",
     }
 
 
