@@ -28,7 +28,7 @@ import pytest
 from django.core.cache import cache
 from django.db import connection, connections
 from django.db.migrations.recorder import MigrationRecorder
-from django.test import Client
+from django.test import Client, override_settings
 from health_check.exceptions import ServiceWarning
 
 from members.models import Member
@@ -158,7 +158,8 @@ def _wsgi(method: str, path: str) -> tuple[str, bytes]:
     """A request to the WSGI application that gunicorn serves (portal/wsgi.py)."""
     # Importing it runs django.setup() again, which would add the logging filters a second time;
     # Django is set up already here.
-    with patch("django.setup"):
+    # It refuses production settings without mail (portal/checks.py): these have mail set up.
+    with patch("django.setup"), override_settings(EMAIL_URL_SET=True):
         from portal.wsgi import application
 
     environ: dict[str, Any] = {"REQUEST_METHOD": method, "PATH_INFO": path, "wsgi.input": io.BytesIO()}
