@@ -345,6 +345,9 @@ ACCOUNT_RATE_LIMITS = {
     "reauthenticate": "10/m/user",
 }
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+# Wrong codes limited per login and per account, TOTP codes used once by the database rather
+# than the cache (members/mfa.py).
+MFA_FORMS = {"authenticate": "members.mfa.AuthenticateForm", "reauthenticate": "members.mfa.ReauthenticateForm"}
 MFA_TOTP_ISSUER = "Member Portal"
 # Staff must have passed a second factor in the current session to use /admin/ (portal/admin.py).
 # On by default in production; off by default with DEBUG on, so the local demo logs straight in.
