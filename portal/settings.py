@@ -332,7 +332,8 @@ ACCOUNT_DEFAULT_HTTP_PROTOCOL = "http" if DEBUG else "https"
 ACCOUNT_RATE_LIMITS = {
     # Failed logins are limited by the portal's own limiter (members/adapters.py: 10 a minute
     # per IP, 5 in 5 minutes per account), which fails open when the cache is down; allauth's
-    # would refuse every login then.
+    # would refuse every login then. allauth's two-factor step uses `login_failed` too: its codes
+    # are limited by members/mfa.py instead.
     "login": None,
     "login_failed": None,
     "signup": "20/m/ip",

@@ -5,23 +5,56 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('members', '0004_account_deletion'),
-        ('mfa', '0003_authenticator_type_uniq'),
+        ("members", "0004_account_deletion"),
+        ("mfa", "0003_authenticator_type_uniq"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='TotpUse',
+            name="TotpUse",
             fields=[
-                ('authenticator', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='+', serialize=False, to='mfa.authenticator')),
-                ('last_step', models.BigIntegerField()),
+                (
+                    "authenticator",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="+",
+                        serialize=False,
+                        to="mfa.authenticator",
+                    ),
+                ),
+                ("last_step", models.BigIntegerField()),
             ],
         ),
         migrations.AlterField(
-            model_name='activitylog',
-            name='action',
-            field=models.CharField(choices=[('signup', 'Signed up'), ('login', 'Logged in'), ('login_failed', 'Failed login'), ('logout', 'Logged out'), ('password_changed', 'Changed password'), ('password_reset', 'Reset password'), ('email_changed', 'Changed email'), ('mfa_enabled', 'Turned on two-factor authentication'), ('mfa_disabled', 'Turned off two-factor authentication'), ('mfa_code_wrong', 'Wrong two-factor code'), ('profile_updated', 'Updated profile'), ('token_created', 'Created an API token'), ('token_revoked', 'Revoked an API token'), ('subscription_changed', 'Subscription changed'), ('payment_succeeded', 'Payment received'), ('payment_failed', 'Payment failed'), ('status_changed', 'Account status changed'), ('data_exported', 'Exported data from the admin'), ('account_exported', 'Downloaded their data'), ('deletion_requested', 'Asked to delete their account'), ('deletion_cancelled', 'Kept their account (deletion cancelled)')], max_length=32),
+            model_name="activitylog",
+            name="action",
+            field=models.CharField(
+                choices=[
+                    ("signup", "Signed up"),
+                    ("login", "Logged in"),
+                    ("login_failed", "Failed login"),
+                    ("logout", "Logged out"),
+                    ("password_changed", "Changed password"),
+                    ("password_reset", "Reset password"),
+                    ("email_changed", "Changed email"),
+                    ("mfa_enabled", "Turned on two-factor authentication"),
+                    ("mfa_disabled", "Turned off two-factor authentication"),
+                    ("mfa_code_wrong", "Wrong two-factor code"),
+                    ("profile_updated", "Updated profile"),
+                    ("token_created", "Created an API token"),
+                    ("token_revoked", "Revoked an API token"),
+                    ("subscription_changed", "Subscription changed"),
+                    ("payment_succeeded", "Payment received"),
+                    ("payment_failed", "Payment failed"),
+                    ("status_changed", "Account status changed"),
+                    ("data_exported", "Exported data from the admin"),
+                    ("account_exported", "Downloaded their data"),
+                    ("deletion_requested", "Asked to delete their account"),
+                    ("deletion_cancelled", "Kept their account (deletion cancelled)"),
+                ],
+                max_length=32,
+            ),
         ),
     ]

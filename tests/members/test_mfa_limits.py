@@ -7,6 +7,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -21,7 +22,6 @@ from allauth.mfa.totp.internal.auth import (
     hotp_value,
     yield_hotp_counters_from_time,
 )
-from django.http import HttpResponse
 from django.test import Client
 from django.test.utils import override_settings
 from django_redis import get_redis_connection
@@ -58,20 +58,20 @@ def wrong_codes(secret: str) -> Iterator[str]:
     return (f"{n:06d}" for n in range(100_000, 1_000_000, 7919) if f"{n:06d}" not in right)
 
 
-def log_in(client: Client, member: Member, next_url: str = "") -> HttpResponse:
+def log_in(client: Client, member: Member, next_url: str = "") -> Any:
     response = client.post(f"/accounts/login/{next_url}", {"login": member.email, "password": PASSWORD})
     assert response["Location"] == AUTHENTICATE
-    return response  # type: ignore[no-any-return]
+    return response
 
 
-def enter(client: Client, member: Member, entered: str) -> HttpResponse:
+def enter(client: Client, member: Member, entered: str) -> Any:
     """Enter a code at the two-factor step, as someone who knows the password would: logging
     in with it again whenever the portal sends them back to the login page."""
     response = client.post(AUTHENTICATE, {"code": entered})
     if response.status_code == 302 and response["Location"].startswith("/accounts/login/"):
         log_in(client, member)
         response = client.post(AUTHENTICATE, {"code": entered})
-    return response  # type: ignore[no-any-return]
+    return response
 
 
 def wrong_code_entries(member: Member) -> int:
@@ -168,9 +168,9 @@ def own_redis(settings: object) -> Iterator[RedisServer]:
         redis_breaker.reset()
 
 
-def log_in_with_code(client: Client, member: Member, entered: str, next_url: str = "") -> HttpResponse:
+def log_in_with_code(client: Client, member: Member, entered: str, next_url: str = "") -> Any:
     log_in(client, member, next_url)
-    return client.post(AUTHENTICATE, {"code": entered})  # type: ignore[no-any-return]
+    return client.post(AUTHENTICATE, {"code": entered})
 
 
 @pytest.mark.redis
@@ -294,4 +294,3 @@ def test_wrong_codes_are_counted_across_two_gunicorn_workers(tmp_path: Path) -> 
     assert all(REFUSED.search(page) for _, page in answers[len(checked) :])
     assert REFUSED.search(right)
     assert recorded == len(checked)
-
