@@ -287,6 +287,7 @@ class Action(models.TextChoices):
     EMAIL_CHANGED = "email_changed", "Changed email"
     MFA_ENABLED = "mfa_enabled", "Turned on two-factor authentication"
     MFA_DISABLED = "mfa_disabled", "Turned off two-factor authentication"
+    MFA_CODE_WRONG = "mfa_code_wrong", "Wrong two-factor code"
     PROFILE_UPDATED = "profile_updated", "Updated profile"
     TOKEN_CREATED = "token_created", "Created an API token"
     TOKEN_REVOKED = "token_revoked", "Revoked an API token"
@@ -360,3 +361,17 @@ class ActivityLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class TotpUse(models.Model):
+    """The last TOTP time step accepted from an authenticator (members/mfa.py): a code of that
+    step or an earlier one is refused, so a code works once. Kept here rather than in the cache,
+    so that TOTP works, and still only once, while Redis is down."""
+
+    authenticator = models.OneToOneField(
+        "mfa.Authenticator", on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    last_step = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"TOTP step {self.last_step} of authenticator {self.authenticator_id}"

@@ -80,6 +80,13 @@ def on_authenticator_removed(request: HttpRequest, user: Member, authenticator: 
         _record(request, user, Action.MFA_DISABLED)
 
 
+def on_mfa_authentication_failed(
+    request: HttpRequest | None, user: Member, authenticator: Authenticator, reauthentication: bool, **kwargs: Any
+) -> None:
+    # A TOTP or recovery code, at login or re-authentication (members/mfa.py limits them).
+    _record(request, user, Action.MFA_CODE_WRONG, **({"reauthentication": True} if reauthentication else {}))
+
+
 def connect() -> None:
     account_signals.user_signed_up.connect(on_signed_up, dispatch_uid="members.signed_up")
     auth_signals.user_logged_in.connect(on_logged_in, dispatch_uid="members.logged_in")
@@ -91,3 +98,4 @@ def connect() -> None:
     account_signals.email_changed.connect(on_email_changed, dispatch_uid="members.email_changed")
     mfa_signals.authenticator_added.connect(on_authenticator_added, dispatch_uid="members.mfa_added")
     mfa_signals.authenticator_removed.connect(on_authenticator_removed, dispatch_uid="members.mfa_removed")
+    mfa_signals.authentication_failed.connect(on_mfa_authentication_failed, dispatch_uid="members.mfa_failed")

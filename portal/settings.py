@@ -351,7 +351,8 @@ ACCOUNT_DEFAULT_HTTP_PROTOCOL = "http" if DEBUG else "https"
 ACCOUNT_RATE_LIMITS = {
     # Failed logins are limited by the portal's own limiter (members/adapters.py: 10 a minute
     # per IP, 5 in 5 minutes per account), which fails open when the cache is down; allauth's
-    # would refuse every login then.
+    # would refuse every login then. allauth's two-factor step uses `login_failed` too: its codes
+    # are limited by members/mfa.py instead.
     "login": None,
     "login_failed": None,
     "signup": "20/m/ip",
@@ -364,6 +365,9 @@ ACCOUNT_RATE_LIMITS = {
     "reauthenticate": "10/m/user",
 }
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+# Wrong codes limited per login and per account, TOTP codes used once by the database rather
+# than the cache (members/mfa.py).
+MFA_FORMS = {"authenticate": "members.mfa.AuthenticateForm", "reauthenticate": "members.mfa.ReauthenticateForm"}
 MFA_TOTP_ISSUER = "Member Portal"
 # Staff must have passed a second factor in the current session to use /admin/ (portal/admin.py).
 # On by default in production; off by default with DEBUG on, so the local demo logs straight in.
