@@ -51,6 +51,15 @@ class PortalCheck(HealthCheck):
     def run(self) -> None:  # pragma: no cover - every check defines it
         raise NotImplementedError
 
+    def judge_fullness(self, percent: float, message: str, *, degraded: float, down: float) -> None:
+        """The verdict on how full a resource is: down from `down` percent, degraded from
+        `degraded`, with `message` (what is used and what is left) either way."""
+        if percent >= down:
+            raise ServiceUnavailable(message)
+        if percent >= degraded:
+            raise ServiceWarning(message)
+        self.summary = message
+
     def judge_round_trip(
         self,
         *,
@@ -208,11 +217,7 @@ class Disk(PortalCheck):
         usage = psutil.disk_usage(str(self.path))
         self.measurements = {"used_percent": usage.percent, "free_bytes": usage.free}
         message = f"{usage.percent:.0f}% used, {usage.free / 2**30:.1f} GiB free"
-        if usage.percent >= self.down_percent:
-            raise ServiceUnavailable(message)
-        if usage.percent >= self.degraded_percent:
-            raise ServiceWarning(message)
-        self.summary = message
+        self.judge_fullness(usage.percent, message, degraded=self.degraded_percent, down=self.down_percent)
 
 
 def memory_usage() -> dict[str, Measurement]:
@@ -258,11 +263,7 @@ class Memory(PortalCheck):
         percent = float(usage["used_percent"] or 0)
         rss = int(usage["process_rss_bytes"] or 0)
         message = f"{percent:.0f}% of memory in use; this process {rss / 2**20:.0f} MiB"
-        if percent >= self.down_percent:
-            raise ServiceUnavailable(message)
-        if percent >= self.degraded_percent:
-            raise ServiceWarning(message)
-        self.summary = message
+        self.judge_fullness(percent, message, degraded=self.degraded_percent, down=self.down_percent)
 
 
 @dataclasses.dataclass
