@@ -168,7 +168,7 @@ def _send_email(self: Any, payload: dict[str, Any]) -> None:
         deliver(payload)
     except Exception as error:
         attempts = self.request.retries + 1
-        # Eager (no broker): one try, as before the queue; a worker would only wait in place here.
+        # Eager (no broker): one try, as before the queue; waiting in place would hold the request.
         if is_transient(error) and not self.request.is_eager and self.request.retries < settings.MAIL_MAX_RETRIES:
             delay = retry_delay(self.request.retries)
             logger.warning(
@@ -182,7 +182,7 @@ def _send_email(self: Any, payload: dict[str, Any]) -> None:
             raise self.retry(
                 countdown=delay, max_retries=settings.MAIL_MAX_RETRIES, exc=MailNotSent(describe(error))
             ) from None
-        reason = "retries_exhausted" if is_transient(error) and not self.request.is_eager else "permanent"
+        reason = "retries_exhausted" if is_transient(error) else "permanent"
         raise _give_up(payload, error, attempts=attempts, reason=reason) from None
 
 
