@@ -19,7 +19,7 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_shutdown
+from celery.signals import beat_init, worker_init, worker_process_shutdown
 from django.core.exceptions import ImproperlyConfigured
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
@@ -29,6 +29,19 @@ logger = logging.getLogger("portal.celery")
 app = Celery("portal")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_init.connect
+@beat_init.connect
+def refuse_to_run_without_a_broker(**kwargs: Any) -> None:
+    """A worker or beat on the in-process broker of the eager default would wait for nothing."""
+    from django.conf import settings
+
+    if str(settings.CELERY_BROKER_URL).startswith("memory://"):
+        # SystemExit, since Celery logs and carries on past any Exception of a signal's receiver.
+        raise SystemExit(
+            "CELERY_BROKER_URL is not set: a worker or beat needs Redis (set REDIS_URL or CELERY_BROKER_URL)."
+        )
 
 
 @worker_init.connect
