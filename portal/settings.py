@@ -512,11 +512,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": CELERY_BROKER_VISIBILITY_TIMEOUT,
     # A request that queues a task while Redis is down waits seconds, not forever.
     "socket_timeout": 5,
-    "socket_connect_timeout": 5,
+    "socket_connect_timeout": 1,
 }
-# The web process queues mail and other tasks: if the broker cannot be reached, a few quick
-# tries, then the caller hears of it (core/mail.py then sends the mail itself).
-CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+# The web process queues mail and other tasks: if the broker cannot be reached, one more try
+# half a second later, then the caller hears of it (core/mail.py then sends the mail itself).
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0.5, "interval_step": 0.5, "interval_max": 1}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_SEND_TASK_EVENTS = False
 
