@@ -20,12 +20,14 @@ PYTEST_ARGS ?=
 # Browser tests (marked `browser`) drive this Chromium; they are skipped without it.
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: help install run serve migrate demo test lint format bench bench-quick lighthouse clean
+.PHONY: help install run serve worker beat migrate demo test lint format bench bench-quick lighthouse clean
 
 help:
 	@echo "make run      set up, load demo data and serve on http://$(HOST):$(PORT)"
 	@echo "make test     set up and run every test"
 	@echo "make serve    production server: gunicorn with deploy/gunicorn.conf.py (needs SECRET_KEY, ALLOWED_HOSTS)"
+	@echo "make worker   a Celery worker for the background jobs (needs REDIS_URL or CELERY_BROKER_URL)"
+	@echo "make beat     Celery beat, which queues the scheduled jobs (one per deployment)"
 	@echo "make lint     ruff check, ruff format --check, mypy"
 	@echo "make migrate  apply database migrations"
 	@echo "make format   format the code with ruff"
@@ -57,6 +59,22 @@ serve: export DEBUG ?= false
 serve: migrate
 	$(BIN)/python manage.py collectstatic --no-input -v 0
 	$(BIN)/gunicorn -c deploy/gunicorn.conf.py
+
+# Background jobs (portal/celery.py, docs/operations.md "Background jobs"). Both need a broker:
+# without REDIS_URL or CELERY_BROKER_URL, tasks run eagerly in the web process and neither is needed.
+# The worker's pool processes count their task metrics in WORKER_METRICS_DIR (emptied at start),
+# served on CELERY_WORKER_METRICS_PORT when it is set. On SIGTERM (Ctrl-C) a worker finishes its
+# running task (warm shutdown); the tasks it had not started go back to the queue.
+WORKER_METRICS_DIR ?= var/prometheus-worker
+WORKER_ARGS ?=
+
+worker: $(STAMP)
+	mkdir -p $(WORKER_METRICS_DIR)
+	PROMETHEUS_MULTIPROC_DIR=$(abspath $(WORKER_METRICS_DIR)) $(BIN)/celery -A portal worker --loglevel=INFO $(WORKER_ARGS)
+
+beat: $(STAMP)
+	mkdir -p var
+	$(BIN)/celery -A portal beat --loglevel=INFO --schedule var/celerybeat-schedule
 
 test: $(STAMP)
 	@command -v promtool >/dev/null || echo "Prometheus tests will be skipped: install Debian's Prometheus (sudo apt-get install prometheus)."

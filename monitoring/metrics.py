@@ -26,11 +26,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Count, Sum
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -142,10 +144,68 @@ def count_rate_limited(sender: type[Limit], *, limit: Limit, **kwargs: Any) -> N
     RATE_LIMITED.labels(limit=limit.name).inc()
 
 
+# Background tasks (Celery; portal/celery.py), by task name, wherever they run: in a worker's
+# pool processes (served by the worker's own exporter, CELERY_WORKER_METRICS_PORT) or, eager,
+# in the web process. Counted through Celery's signals (`count_task_*`, connected in apps.py).
+TASK_RUNS = Counter("portal_task_runs_total", "Task runs that ended, whatever their outcome, by task.", ["task"])
+TASK_FAILURES = Counter(
+    "portal_task_failures_total", "Task runs that failed (raised, or timed out), by task.", ["task"]
+)
+TASK_RETRIES = Counter("portal_task_retries_total", "Task runs that asked to be tried again later, by task.", ["task"])
+TASK_DURATION = Histogram(
+    "portal_task_duration_seconds",
+    "Time a task run took, from start to end, by task.",
+    ["task"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0),
+)
+MAIL_FAILED = Counter(
+    "portal_mail_failed_total",
+    "Mail given up (core/mail.py): refused for good (permanent), out of tries (retries_exhausted), or not queued.",
+    ["reason"],
+)
+# Start times of the runs under way in this process, by task id.
+_task_started: dict[str, float] = {}
+
+
+def _task_name(sender: Any, task: Any = None) -> str:
+    return str(getattr(task or sender, "name", None) or "unknown")
+
+
+def count_task_start(sender: Any = None, task_id: str = "", task: Any = None, **kwargs: Any) -> None:
+    """Receiver of Celery's `task_prerun`."""
+    _task_started[task_id] = time.monotonic()
+
+
+def count_task_end(sender: Any = None, task_id: str = "", task: Any = None, **kwargs: Any) -> None:
+    """Receiver of Celery's `task_postrun`: one run ended (succeeded, failed or retrying)."""
+    name = _task_name(sender, task)
+    TASK_RUNS.labels(task=name).inc()
+    started = _task_started.pop(task_id, None)
+    if started is not None:
+        TASK_DURATION.labels(task=name).observe(time.monotonic() - started)
+
+
+def count_task_failure(sender: Any = None, **kwargs: Any) -> None:
+    """Receiver of Celery's `task_failure`."""
+    TASK_FAILURES.labels(task=_task_name(sender)).inc()
+
+
+def count_task_retry(sender: Any = None, **kwargs: Any) -> None:
+    """Receiver of Celery's `task_retry`."""
+    TASK_RETRIES.labels(task=_task_name(sender)).inc()
+
+
+def count_mail_failed(sender: Any, *, reason: str, **kwargs: Any) -> None:
+    """Receiver of `core.mail.mail_failed`."""
+    MAIL_FAILED.labels(reason=reason).inc()
+
+
 # Pre-create the label sets that alerts divide by, so a rate exists (as zero) before the first event.
 for _tier in TIERS:
     for _result in _CACHE_RESULTS.values():
         CACHE_READS.labels(tier=_tier.name, result=_result)
+for _reason in ("permanent", "retries_exhausted", "not_queued"):
+    MAIL_FAILED.labels(reason=_reason)
 
 
 # --- Read at scrape time ---------------------------------------------------------------------
@@ -207,6 +267,11 @@ class ScrapeCollector(Collector):
         )
         report = run_checks(SCRAPE_CHECKS)
         yield from self._health(report)
+        try:
+            yield from list(self._queue())
+        except Exception:
+            logger.warning("metrics: the job queue's depth could not be read", exc_info=True)
+            errors.add_metric(["queue"], 1)
         database = report.get("database")
         if database is not None and database.state is not State.DOWN:
             # Without a database these would wait for a pooled connection: leave them out instead.
@@ -253,6 +318,37 @@ class ScrapeCollector(Collector):
             limit = GaugeMetricFamily("portal_memory_limit_bytes", "The container's memory limit, else the machine's.")
             limit.add_metric([], float(memory.measurements.get("limit_bytes") or 0))
             yield limit
+
+    @staticmethod
+    def _queue() -> Iterable[Metric]:
+        """Tasks waiting in the broker, read with LLEN (Redis brokers only; none eager). Kombu
+        keeps a queue's prioritised messages in keys of their own beside it, so those are added."""
+        url = str(settings.CELERY_BROKER_URL)
+        if not url.startswith(("redis://", "rediss://")):
+            return []
+        import redis
+
+        queue = str(settings.CELERY_TASK_DEFAULT_QUEUE)
+        keys = [queue, *(f"{queue}\x06\x16{step}" for step in range(1, 10))]
+        client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        try:
+            with client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.llen(key)
+                pipe.hlen("unacked")
+                *lengths, unacked = pipe.execute()
+        finally:
+            client.close()
+        depth = GaugeMetricFamily(
+            "portal_task_queue_depth", "Tasks waiting in the broker's queue for a worker (LLEN).", labels=["queue"]
+        )
+        depth.add_metric([queue], float(sum(lengths)))
+        held = GaugeMetricFamily(
+            "portal_task_unacked",
+            "Tasks handed to workers and not yet acknowledged: running, or waiting for their retry's time.",
+        )
+        held.add_metric([], float(unacked))
+        return [depth, held]
 
     @staticmethod
     def _business() -> Iterable[Metric]:

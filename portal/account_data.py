@@ -169,7 +169,8 @@ def request_deletion(*, member: Member, ip: str | None = None, user_agent: str =
 
 def _tell_member(email: str, at: dt.datetime) -> None:
     """Mail the member that their account will be deleted, so a deletion they did not ask for
-    (someone else at their computer) does not go unnoticed. A mail failure is logged, not raised:
+    (someone else at their computer) does not go unnoticed. The mail is queued (core/mail.py: a
+    worker sends it and retries); a failure to queue or, eager, to send it is logged, not raised:
     the deletion is already recorded and the page says the same."""
     try:
         send_mail(

@@ -446,7 +446,10 @@ def _email(raw: str) -> dict[str, Any]:
 # `consolemail://` given explicitly says printing mail is intended.
 EMAIL_URL_SET = bool(env.str("EMAIL_URL", default=""))
 _EMAIL: dict[str, Any] = _read("EMAIL_URL", _email, {"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"})
-EMAIL_BACKEND: str = _EMAIL["EMAIL_BACKEND"]
+# Every mail goes through the job queue (core/mail.py): the backend below queues it once the
+# transaction commits, and a worker sends it with the backend of EMAIL_URL, retrying on failure.
+EMAIL_BACKEND = "core.mail.QueuedEmailBackend"
+EMAIL_DELIVERY_BACKEND: str = _EMAIL["EMAIL_BACKEND"]
 EMAIL_HOST: str = _EMAIL.get("EMAIL_HOST") or "localhost"
 EMAIL_PORT = int(_EMAIL.get("EMAIL_PORT") or 25)
 EMAIL_HOST_USER: str = _EMAIL.get("EMAIL_HOST_USER") or ""
@@ -455,6 +458,112 @@ EMAIL_USE_TLS: bool = bool(_EMAIL.get("EMAIL_USE_TLS"))
 EMAIL_USE_SSL: bool = bool(_EMAIL.get("EMAIL_USE_SSL"))
 EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Member Portal <portal@localhost>")
+
+# --- Background jobs (Celery: portal/celery.py, docs/operations.md "Background jobs") ---------
+
+
+def _redis_broker(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in {"redis", "rediss"}:
+        raise ValueError("expected redis://host:6379/1 or rediss://host:6380/1")
+    if not parts.hostname:
+        raise ValueError("the URL names no host")
+    parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
+    db = parts.path.strip("/")
+    if db and not db.isdigit():
+        raise ValueError("the database number after the host is not a whole number")
+    return raw
+
+
+def _next_redis_database(raw: str) -> str:
+    """REDIS_URL with the next database number: the broker's queues apart from the cache, so
+    neither a cache flush nor the cache's eviction can drop a queued task."""
+    parts = urlsplit(raw)
+    if parts.scheme not in {"redis", "rediss"}:
+        raise ImproperlyConfigured("CELERY_BROKER_URL must be set when REDIS_URL is a unix:// socket.")
+    db = int(parts.path.strip("/") or 0) + 1
+    if db > 15:
+        raise ImproperlyConfigured(
+            f"REDIS_URL uses database {db - 1}, and the broker would take the next one, which Redis lacks by "
+            "default: set CELERY_BROKER_URL."
+        )
+    return parts._replace(path=f"/{db}").geturl()
+
+
+_REDIS_URL = env.str("REDIS_URL", default="")
+CELERY_BROKER_URL = _read(
+    "CELERY_BROKER_URL", _redis_broker, _next_redis_database(_REDIS_URL) if _REDIS_URL else "memory://localhost/"
+)
+# Without a broker, tasks run at once in the process that queues them (`make run`, `make test`).
+CELERY_TASK_ALWAYS_EAGER = _read("CELERY_TASK_ALWAYS_EAGER", _bool, CELERY_BROKER_URL.startswith("memory://"))
+if not CELERY_TASK_ALWAYS_EAGER and CELERY_BROKER_URL.startswith("memory://"):
+    raise ImproperlyConfigured(
+        "CELERY_TASK_ALWAYS_EAGER is not valid: false needs a broker (set REDIS_URL or CELERY_BROKER_URL)."
+    )
+# An eager task's error reaches its caller, as the work done in place of it always did.
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+# Nothing waits for a task's return value; outcomes are in the logs and metrics.
+CELERY_TASK_IGNORE_RESULT = True
+# A task is acknowledged once it has run, not when it is handed out, and handed back when its
+# pool process dies: a worker killed mid-task (or on a node that vanished) leaves it to another
+# worker, so every task must be safe to run twice (idempotent by key).
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# The one queue every task goes to (its depth: portal_task_queue_depth in /metrics).
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+# Each pool process takes one task at a time: a long task does not sit on others' tasks.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = _read("CELERY_TASK_SOFT_TIME_LIMIT", _positive_int, 300)
+CELERY_TASK_TIME_LIMIT = _read("CELERY_TASK_TIME_LIMIT", _positive_int, 360)
+if CELERY_TASK_TIME_LIMIT <= CELERY_TASK_SOFT_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        f"CELERY_TASK_TIME_LIMIT={CELERY_TASK_TIME_LIMIT} must be larger than "
+        f"CELERY_TASK_SOFT_TIME_LIMIT={CELERY_TASK_SOFT_TIME_LIMIT} (the soft limit lets a task clean up first)."
+    )
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Mail (core/mail.py): attempts after the first, and the first delay in seconds, doubled at each
+# retry up to MAIL_RETRY_DELAY_MAX.
+MAIL_MAX_RETRIES = _read("MAIL_MAX_RETRIES", _positive_int, 5)
+MAIL_RETRY_DELAY = _read("MAIL_RETRY_DELAY", _positive_int, 30)
+MAIL_RETRY_DELAY_MAX = 600
+# Seconds a task handed to a worker may stay unacknowledged before Redis hands it to another:
+# longer than the longest task (the hard time limit) and the longest wait of a retry (which a
+# worker holds until it is due), or a slow task would run twice.
+CELERY_BROKER_VISIBILITY_TIMEOUT = _read("CELERY_BROKER_VISIBILITY_TIMEOUT", _positive_int, 3600)
+_LONGEST_HOLD = max(CELERY_TASK_TIME_LIMIT, min(MAIL_RETRY_DELAY_MAX, MAIL_RETRY_DELAY * 2 ** (MAIL_MAX_RETRIES - 1)))
+if CELERY_BROKER_VISIBILITY_TIMEOUT <= _LONGEST_HOLD:
+    raise ImproperlyConfigured(
+        f"CELERY_BROKER_VISIBILITY_TIMEOUT={CELERY_BROKER_VISIBILITY_TIMEOUT} must be longer than the longest task "
+        f"or retry wait ({_LONGEST_HOLD} s: CELERY_TASK_TIME_LIMIT, MAIL_RETRY_DELAY x 2^(MAIL_MAX_RETRIES-1)), "
+        "or a task would run twice."
+    )
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_BROKER_VISIBILITY_TIMEOUT,
+    # A request that queues a task while Redis is down waits seconds, not forever.
+    "socket_timeout": 5,
+    "socket_connect_timeout": 1,
+}
+# The web process queues mail and other tasks: if the broker cannot be reached, one more try
+# half a second later, then the caller hears of it (core/mail.py then sends the mail itself).
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0.5, "interval_step": 0.5, "interval_max": 1}
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_WORKER_SEND_TASK_EVENTS = False
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 1 <= value <= 65535:
+        raise ValueError("expected a port number from 1 to 65535")
+    return value
+
+
+# Where a worker's main process serves its pool's task metrics for Prometheus (portal/celery.py);
+# unset: not served.
+CELERY_WORKER_METRICS_PORT: int | None = _read("CELERY_WORKER_METRICS_PORT", _port, None)
+CELERY_WORKER_METRICS_ADDRESS = env.str("CELERY_WORKER_METRICS_ADDRESS", default="0.0.0.0")  # noqa: S104
 
 # --- Internationalization --------------------------------------------------------------------
 

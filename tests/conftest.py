@@ -84,6 +84,19 @@ def _cheap_password_hashing() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _eager_tasks() -> Iterator[None]:
+    """Tasks run in the test's own process, at once, even with REDIS_URL set (which makes Redis
+    the broker): no worker runs beside the suite. The tests of real workers (tests/jobs/) turn
+    this off for themselves."""
+    from portal.celery import app
+
+    before = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = before
+
+
 @pytest.fixture(autouse=True)
 def _empty_cache() -> None:
     """Each test starts with an empty cache: rate-limit counters and cached reads from one test
