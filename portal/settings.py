@@ -580,6 +580,18 @@ if SENTRY_DSN:
         profiles_sample_rate=SENTRY_PROFILES_SAMPLE_RATE,
     )
 
+# --- Celery (minimal, for q-sched's tests; replaced by q-jobs' settings at merge) ----------------
+
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
+# Without a broker, tasks run in the calling process (`make run`, the test suite).
+CELERY_TASK_ALWAYS_EAGER = _read("CELERY_TASK_ALWAYS_EAGER", _bool, not CELERY_BROKER_URL)
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+
 # --- Logging ---------------------------------------------------------------------------------
 
 LOGGING = {
