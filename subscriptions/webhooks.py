@@ -215,9 +215,7 @@ def _record_payment(obj: Mapping[str, Any], action: Action, amount_field: str, *
     return f"{action.label.lower()}: {amount} {currency} recorded"
 
 
-def _invoice_paid(
-    obj: Mapping[str, Any], created_at: dt.datetime, event_type: str, fetched: Fetched | None
-) -> str:
+def _invoice_paid(obj: Mapping[str, Any], created_at: dt.datetime, event_type: str, fetched: Fetched | None) -> str:
     return _record_payment(obj, Action.PAYMENT_SUCCEEDED, "amount_paid")
 
 
