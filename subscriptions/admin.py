@@ -217,11 +217,10 @@ class StripeEventAdmin(admin.ModelAdmin[StripeEvent]):
         same once-only lock, as a delivery). Run eagerly (no broker), the outcome is known here."""
         done, failed, queued, skipped = 0, [], 0, 0
         for event in queryset.filter(processed_at__isnull=True):
-            result = tasks.queue_stripe_event(event.pk)
-            if not result.ready():
+            outcome = tasks.queue_stripe_event(event.pk)
+            if outcome is None:
                 queued += 1
                 continue
-            outcome = result.result if isinstance(result.result, dict) else {"status": "failed", "detail": ""}
             if outcome["status"] == webhooks.Status.FAILED.value:
                 failed.append(f"{event.stripe_id}: {outcome['detail']}")
             elif outcome["status"] == webhooks.Status.DUPLICATE.value:

@@ -7,6 +7,7 @@ import datetime as dt
 from typing import Any
 
 from celery import Task, shared_task
+from celery.result import EagerResult
 from django.utils import timezone
 
 from core.jobs import run_scheduled
@@ -32,9 +33,15 @@ def apply_stripe_event(self: Task[Any, Any], event_pk: int) -> dict[str, str]:
     return {"status": outcome.status.value, "detail": outcome.detail}
 
 
-def queue_stripe_event(event_pk: int) -> Any:
-    """Queue the event's task; returns its result (already there in eager mode)."""
-    return apply_stripe_event.delay(event_pk)
+def queue_stripe_event(event_pk: int) -> dict[str, str] | None:
+    """Queue the event's task. None once queued for a worker; run eagerly (no broker), its
+    outcome: {"status": ..., "detail": ...}."""
+    result = apply_stripe_event.delay(event_pk)
+    if not isinstance(result, EagerResult):
+        return None
+    if isinstance(result.result, dict):
+        return result.result
+    return {"status": webhooks.Status.FAILED.value, "detail": f"{type(result.result).__name__}: {result.result}"}
 
 
 @shared_task(name="subscriptions.retry_stripe_events", time_limit=300)

@@ -266,14 +266,13 @@ def stripe_webhook(request: HttpRequest) -> JsonResponse:
     if row.processed_at is not None:
         return JsonResponse({"event": event["id"], "status": webhooks.Status.DUPLICATE.value})
     try:
-        result = tasks.queue_stripe_event(row.pk)
+        outcome = tasks.queue_stripe_event(row.pk)
     except Exception:  # the broker is down: the event is stored, and the sweep will queue it
         logger.exception("Stripe event %s stored but not queued", event["id"])
         return JsonResponse({"event": event["id"], "status": "accepted"})
-    if not result.ready():
+    if outcome is None:
         return JsonResponse({"event": event["id"], "status": "accepted"})
-    outcome = result.result
-    if not isinstance(outcome, dict) or outcome.get("status") == webhooks.Status.FAILED.value:
+    if outcome["status"] == webhooks.Status.FAILED.value:
         return JsonResponse(
             {"code": "processing_failed", "message": "The event could not be applied; it is kept for a retry."},
             status=500,
