@@ -65,12 +65,21 @@ def queueing() -> Iterator[str]:
     app.conf.broker_url = url
     app.conf.task_always_eager = False
     settings.CELERY_TASK_ALWAYS_EAGER = False
+    _forget_connections()
     app.control.purge()
     try:
         yield url
     finally:
         app.control.purge()
         app.conf.broker_url, app.conf.task_always_eager, settings.CELERY_TASK_ALWAYS_EAGER = saved
+        _forget_connections()
+
+
+def _forget_connections() -> None:
+    """Forget the app's broker connection pools, made for whatever broker it had before (kombu
+    keeps one pool per broker URL, reused when the app asks again)."""
+    app._pool = None
+    app.amqp._producer_pool = None
 
 
 class Process:
@@ -118,7 +127,11 @@ def start_worker(log: Path, *, concurrency: int = 4, **env: str) -> Process:
         "--without-mingle",
         **env,
     )
-    wait_for(lambda: bool(app.control.ping(destination=[name], timeout=0.5)), timeout=30, what=f"{name} to start")
+    try:
+        wait_for(lambda: bool(app.control.ping(destination=[name], timeout=0.5)), timeout=30, what=f"{name} to start")
+    except BaseException:
+        worker.stop()
+        raise
     return worker
 
 
