@@ -583,8 +583,18 @@ if SENTRY_DSN:
 
 # --- Celery (minimal, for q-sched's tests; replaced by q-jobs' settings at merge) ----------------
 
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
-# Without a broker, tasks run in the calling process (`make run`, the test suite).
+
+
+def _next_database(raw: str) -> str:
+    """The Redis of REDIS_URL, one database number up: the broker's queues apart from the cache."""
+    parts = urlsplit(raw)
+    number = int(parts.path.strip("/") or 0) + 1
+    return parts._replace(path=f"/{number}").geturl()
+
+
+_REDIS_URL = env.str("REDIS_URL", default="")
+CELERY_BROKER_URL = _read("CELERY_BROKER_URL", str, _next_database(_REDIS_URL) if _REDIS_URL else "")
+# Without a broker, tasks run in the calling process (`make run`; the test suite, always).
 CELERY_TASK_ALWAYS_EAGER = _read("CELERY_TASK_ALWAYS_EAGER", _bool, not CELERY_BROKER_URL)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"

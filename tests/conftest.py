@@ -84,6 +84,19 @@ def _cheap_password_hashing() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _tasks_run_eagerly() -> Iterator[None]:
+    """Tasks run in the test's process, even with REDIS_URL set (which gives the portal a
+    broker): the tests of the queue itself switch to it (tests/background.py `queueing`)."""
+    from portal.celery import app
+
+    saved = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    with override_settings(CELERY_TASK_ALWAYS_EAGER=True):
+        yield
+    app.conf.task_always_eager = saved
+
+
 @pytest.fixture(autouse=True)
 def _empty_cache() -> None:
     """Each test starts with an empty cache: rate-limit counters and cached reads from one test
