@@ -85,7 +85,7 @@ def _forget_connections() -> None:
 class Process:
     """A `celery -A portal …` process, its output in a file."""
 
-    def __init__(self, log: Path, *args: str, **env: str) -> None:
+    def __init__(self, log: Path, *args: str, **env: Any) -> None:
         self.log = log
         self._file = log.open("wb")
         self.popen = subprocess.Popen(
@@ -112,7 +112,7 @@ class Process:
         return self.popen.returncode
 
 
-def start_worker(log: Path, *, concurrency: int = 4, **env: str) -> Process:
+def start_worker(log: Path, *, concurrency: int = 4, **env: Any) -> Process:
     """A worker (threads: light on a 2-core machine, and concurrent enough to race), ready once
     it answers a ping."""
     name = f"test-{uuid.uuid4().hex[:8]}@localhost"
@@ -135,7 +135,7 @@ def start_worker(log: Path, *, concurrency: int = 4, **env: str) -> Process:
     return worker
 
 
-def start_beat(log: Path, schedule_file: Path, **env: str) -> Process:
+def start_beat(log: Path, schedule_file: Path, **env: Any) -> Process:
     return Process(log, "beat", "--loglevel=INFO", f"--schedule={schedule_file}", "--pidfile=", **env)
 
 

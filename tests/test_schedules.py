@@ -8,6 +8,7 @@ import re
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -100,7 +101,7 @@ SKIPPED = re.compile(r"Scheduled job (\w+) skipped: it already ran in period (\d
 def test_two_beats_run_each_schedule_once_per_period(tmp_path: Path) -> None:
     """Two `celery -A portal beat` processes started by mistake, each sending every schedule
     every 3 s to one worker: every job runs once in each period, the other send skips."""
-    fast = {"DJANGO_SETTINGS_MODULE": "tests.fast_beat_settings"}
+    fast: dict[str, Any] = {"DJANGO_SETTINGS_MODULE": "tests.fast_beat_settings"}
     with background.queueing():
         worker = background.start_worker(tmp_path / "worker.log", **fast)
         beats = [

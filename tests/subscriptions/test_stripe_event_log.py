@@ -78,14 +78,15 @@ def test_record_stripe_event_counts_every_later_delivery_and_changes_nothing_els
 
 def test_mark_event_failed_keeps_the_error_but_never_over_a_processed_event(db: None) -> None:
     row = services.record_stripe_event(event=fake_stripe.event("invoice.paid", {"id": "in_2"}))
+    why = "Invoice in_2 bills subscription sub_x, which is not known yet."
 
-    services.mark_event_failed(event=row, error="Invoice in_2 bills subscription sub_x, which is not known yet.")
+    services.mark_event_failed(event=row, error=why)
     failed = StripeEvent.objects.get(pk=row.pk)
     services.mark_event_processed(event=row, outcome="payment succeeded: 900 usd recorded")
     services.mark_event_failed(event=row, error="a late attempt failing")
     processed = StripeEvent.objects.get(pk=row.pk)
 
-    assert (failed.processed_at, failed.error) == (None, "Invoice in_2 bills subscription sub_x, which is not known yet.")
+    assert (failed.processed_at, failed.error) == (None, why)
     assert list(StripeEvent.objects.failed()) == []
     assert processed.processed_at is not None
     assert (processed.error, processed.outcome) == ("", "payment succeeded: 900 usd recorded")
