@@ -584,7 +584,6 @@ if SENTRY_DSN:
 # --- Celery (minimal, for q-sched's tests; replaced by q-jobs' settings at merge) ----------------
 
 
-
 def _next_database(raw: str) -> str:
     """The Redis of REDIS_URL, one database number up: the broker's queues apart from the cache."""
     parts = urlsplit(raw)
