@@ -209,3 +209,24 @@ def test_no_stripe_call_is_made_while_the_worker_holds_a_lock(
 
     assert seen == ["called"]
     assert _tier(alice) == Tier.BASIC
+
+
+def test_a_failed_event_is_kept_visible_and_retried_by_the_worker_until_it_applies(
+    client: Client, alice: Member, worker: background.Process
+) -> None:
+    """An invoice arriving before its subscription fails, keeps its error (the admin's failed
+    filter), and the worker's retry 10 s later applies it once the subscription is known."""
+    sub = fake_stripe.subscription(member_id=alice.pk)
+    paid = fake_stripe.event("invoice.paid", fake_stripe.invoice(sub_id=sub["id"]))
+
+    assert deliver(client, paid).json()["status"] == "accepted"
+    failed = background.wait_for(
+        lambda: StripeEvent.objects.failed().filter(stripe_id=paid["id"]).first(), timeout=20, what="the failure"
+    )
+    assert "not known yet" in failed.error
+    deliver(client, fake_stripe.event("customer.subscription.created", sub))
+
+    background.wait_for(lambda: _all_processed(2), timeout=30, what="the retry to apply the invoice")
+    assert ActivityLog.objects.filter(member=alice, action=Action.PAYMENT_SUCCEEDED).count() == 1
+    row = StripeEvent.objects.get(stripe_id=paid["id"])
+    assert (row.error, row.deliveries) == ("", 1)  # applied by the retry, not by a redelivery
