@@ -31,6 +31,7 @@ from django.utils import timezone
 from health_check.base import HealthCheck
 from health_check.exceptions import ServiceUnavailable, ServiceWarning
 
+from core import jobs
 from core.db_router import REPLICA
 
 Measurement = float | int | str | None
@@ -342,6 +343,53 @@ class Stripe(PortalCheck):
         self.summary = ", ".join(parts)
 
 
+@dataclasses.dataclass
+class BackgroundJobs(PortalCheck):
+    """The job queue's workers and beat's schedules (core/jobs.py). Never down: members are
+    served without them; comps wait to expire, deletions to be purged, webhooks to be applied.
+
+    Degraded when a schedule has not succeeded within twice its period (beat stopped, or the job
+    keeps failing), or when no worker answers a ping within `ping_timeout`. With tasks run
+    eagerly (no broker) there is no worker to ping and no beat: both are skipped, and said so."""
+
+    name: ClassVar[str] = "background_jobs"
+    title: ClassVar[str] = "Background jobs"
+    timeout: ClassVar[datetime.timedelta] = datetime.timedelta(seconds=3)
+    ping_timeout: ClassVar[float] = 1.0
+
+    def run(self) -> None:
+        from celery import current_app
+
+        if current_app.conf.task_always_eager:
+            self.summary = (
+                "eager mode (no broker): tasks run in the web process, so no worker is pinged and no beat runs"
+            )
+            return
+        now = timezone.now()
+        problems = []
+        for schedule in jobs.schedules():
+            last = jobs.last_success(schedule.name)
+            age = _age_seconds(last, now)
+            self.measurements[f"{schedule.name}_age_seconds"] = age
+            if age is None:
+                problems.append(f"{schedule.name} has never succeeded")
+            elif age > 2 * schedule.period.total_seconds():
+                every = _duration(schedule.period.total_seconds())
+                problems.append(f"{schedule.name} last succeeded {_duration(age)} ago (runs every {every})")
+        try:
+            replies = current_app.control.ping(timeout=self.ping_timeout)
+        except Exception as exc:
+            replies = []
+            problems.append(f"cannot reach the broker ({type(exc).__name__})")
+        else:
+            if not replies:
+                problems.append(f"no worker answered a ping within {self.ping_timeout:.0f} s")
+        self.measurements["workers"] = len(replies)
+        if problems:
+            raise ServiceWarning("; ".join(problems))
+        self.summary = f"{len(replies)} worker(s) answered; every schedule succeeded within twice its period"
+
+
 def _age_seconds(moment: datetime.datetime | None, now: datetime.datetime) -> float | None:
     return None if moment is None else round(max(0.0, (now - moment).total_seconds()), 1)
 
@@ -367,4 +415,5 @@ ALL: tuple[type[PortalCheck], ...] = (
     Memory,
     Migrations,
     Stripe,
+    BackgroundJobs,
 )

@@ -10,8 +10,9 @@ Two kinds, kept apart because of how gunicorn runs us:
   worker's values in a file and the scrape adds them up, so a counter equals what all workers
   counted together.
 - Read at scrape time, once, by the process that answers the scrape (`ScrapeCollector`): the
-  business numbers, the Stripe webhook status, and the health checks of monitoring/checks.py
-  that say whether the portal can serve (readiness, with the database's latency) and memory.
+  business numbers, the Stripe webhook status, each scheduled job's last success (core/jobs.py),
+  and the health checks of monitoring/checks.py that say whether the portal can serve
+  (readiness, with the database's latency) and memory.
   They are never registered with prometheus_client's global registry, so no worker keeps a copy that the
   multiprocess collector would multiply by the number of workers. The business numbers come from
   a cached read, so a scrape costs no heavy query; the checks carry timeouts, so a hung
@@ -39,6 +40,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from core import jobs
 from core.cache import SHORT, STAFF, TIERS, CacheStats, TtlTier, cached_read
 from core.db_router import heavy_reads
 from core.ratelimit import Limit
@@ -281,6 +283,11 @@ class ScrapeCollector(Collector):
                 except Exception:
                     logger.exception("metrics: the %s part failed", name)
                     errors.add_metric([name], 1)
+        try:
+            yield from list(self._jobs())
+        except Exception:
+            logger.exception("metrics: the jobs part failed")
+            errors.add_metric(["jobs"], 1)
         yield errors
 
     @staticmethod
@@ -403,6 +410,26 @@ class ScrapeCollector(Collector):
                 gauge.add_metric([], value)
                 metrics.append(gauge)
         return metrics
+
+    @staticmethod
+    def _jobs() -> Iterable[Metric]:
+        """Each schedule's period, and when it last succeeded as the job itself stored it in the
+        cache (core/jobs.py): the same for every process, whichever worker ran the job. Under
+        Prometheus the `job` label arrives as `exported_job` (the scrape's own `job` wins)."""
+        period = GaugeMetricFamily(
+            "portal_job_period_seconds", "How often beat runs each scheduled job, in seconds.", labels=["job"]
+        )
+        last = GaugeMetricFamily(
+            "portal_job_last_success_timestamp_seconds",
+            "When each scheduled job last succeeded (Unix time); no sample before its first success.",
+            labels=["job"],
+        )
+        for schedule in jobs.schedules():
+            period.add_metric([schedule.name], schedule.period.total_seconds())
+            succeeded = jobs.last_success(schedule.name)
+            if succeeded is not None:
+                last.add_metric([schedule.name], succeeded.timestamp())
+        return [period, last]
 
 
 # --- Exposition --------------------------------------------------------------------------------

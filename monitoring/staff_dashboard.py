@@ -4,7 +4,8 @@ The business numbers come from a handful of aggregate queries, cached in the STA
 the MEDIUM tier: every write to members and subscriptions invalidates STAFF, so they follow a
 change at once, and activity volume (which every login moves) follows by TTL. The ops numbers
 are read live, each from where it is already kept cheaply: the cache statistics, this process's
-recent requests, the Stripe sync status and the health checks (bounded by their timeouts)."""
+recent requests, the Stripe sync status, the scheduled jobs' last successes and the health
+checks (bounded by their timeouts)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from django.db.models import Count, Q
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from core import jobs
 from core.cache import MEDIUM, STAFF, cached_read, stats
 from core.db_router import heavy_reads
 from members.models import ActivityLog, Member, MemberStatus, Tier
@@ -134,6 +136,26 @@ class OpsNumbers:
     stripe: StripeSyncStatus
     webhook_age: dt.timedelta | None
     health: Report
+    jobs: tuple[JobRun, ...]
+
+
+@dataclass(frozen=True)
+class JobRun:
+    name: str
+    period: dt.timedelta
+    last_success: dt.datetime | None
+    overdue: bool
+
+
+def job_runs(now: dt.datetime) -> tuple[JobRun, ...]:
+    """Each schedule's last success, as the job stored it (core/jobs.py); overdue after twice
+    its period, as the alert and the health check judge it."""
+    runs = []
+    for schedule in jobs.schedules():
+        last = jobs.last_success(schedule.name)
+        overdue = last is None or now - last > 2 * schedule.period
+        runs.append(JobRun(schedule.name, schedule.period, last, overdue))
+    return tuple(runs)
 
 
 def ops_numbers() -> OpsNumbers:
@@ -148,6 +170,7 @@ def ops_numbers() -> OpsNumbers:
         stripe=stripe,
         webhook_age=timezone.now() - last if last else None,
         health=public_report(checks.ALL),
+        jobs=job_runs(timezone.now()),
     )
 
 

@@ -7,6 +7,7 @@ an `ImproperlyConfigured` error that names the variable.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import logging
 from collections.abc import Callable
@@ -720,6 +721,23 @@ if SENTRY_DSN:
         traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE,
         profiles_sample_rate=SENTRY_PROFILES_SAMPLE_RATE,
     )
+
+# --- Scheduled jobs (run by `celery -A portal beat`; core/jobs.py) -----------------------------
+# Each period is a timedelta: a job is overdue (alert, health check) after twice its period.
+# Every job takes a per-period lock in Redis, so two beats started by mistake run it once.
+
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    # Comped memberships whose period is over (`expire_subscriptions`).
+    "expire_comps": {"task": "subscriptions.expire_comps", "schedule": dt.timedelta(minutes=1)},
+    # Stored Stripe events still unprocessed: retries ran out, or the broker was down at delivery.
+    "retry_stripe_events": {"task": "subscriptions.retry_stripe_events", "schedule": dt.timedelta(minutes=10)},
+    # Local subscriptions against Stripe (`reconcile_stripe`).
+    "reconcile_stripe": {"task": "subscriptions.reconcile_stripe", "schedule": dt.timedelta(days=1)},
+    # Accounts whose deletion is due (`purge_deleted_members`).
+    "purge_deleted_members": {"task": "portal.purge_deleted_members", "schedule": dt.timedelta(days=1)},
+    # Expired sessions (`clearsessions`).
+    "clear_sessions": {"task": "portal.clear_sessions", "schedule": dt.timedelta(days=1)},
+}
 
 # --- Logging ---------------------------------------------------------------------------------
 

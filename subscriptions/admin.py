@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from members.admin import ApiTokenInline, LatestActivityInline, MemberAdmin, ProfileInline, ReadOnlyInline
 from members.models import Member, Tier
-from subscriptions import stripe_api, webhooks
+from subscriptions import stripe_api, tasks, webhooks
 from subscriptions.models import Plan, ReconciliationRun, StripeEvent, Subscription
 from subscriptions.services import (
     BillingError,
@@ -213,18 +213,30 @@ class StripeEventAdmin(admin.ModelAdmin[StripeEvent]):
 
     @admin.action(description="Re-process selected events that failed", permissions=["reprocess"])
     def reprocess_selected(self, request: HttpRequest, queryset: QuerySet[StripeEvent]) -> None:
-        done, failed, skipped = 0, [], 0
+        """Queue the task that applies each selected unprocessed event (the same task, with the
+        same once-only lock, as a delivery). Run eagerly (no broker), the outcome is known here."""
+        done, failed, queued, skipped = 0, [], 0, 0
         for event in queryset.filter(processed_at__isnull=True):
-            outcome = webhooks.reprocess(event)
-            if outcome.status == webhooks.Status.FAILED:
-                failed.append(f"{event.stripe_id}: {outcome.detail}")
-            elif outcome.status == webhooks.Status.DUPLICATE:
+            outcome = tasks.queue_stripe_event(event.pk)
+            if outcome is None:
+                queued += 1
+                continue
+            if outcome["status"] == webhooks.Status.FAILED.value:
+                failed.append(f"{event.stripe_id}: {outcome['detail']}")
+            elif outcome["status"] == webhooks.Status.DUPLICATE.value:
                 skipped += 1
             else:
                 done += 1
         skipped += queryset.filter(processed_at__isnull=False).count()
         if done:
             self.message_user(request, f"Processed {done} event{'s' if done != 1 else ''}.", messages.SUCCESS)
+        if queued:
+            self.message_user(
+                request,
+                f"Queued {queued} event{'s' if queued != 1 else ''} for a worker; "
+                "refresh to see the outcome (failed events keep their error).",
+                messages.SUCCESS,
+            )
         if skipped:
             self.message_user(request, f"{skipped} had been processed already and were left alone.", messages.INFO)
         for line in failed:

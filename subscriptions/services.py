@@ -10,18 +10,27 @@ the member row first, then their subscription rows."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import stripe
-from django.db import connections, transaction
+from django.db import IntegrityError, connections, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from core.cache import CONFIG, MEMBER, STAFF, invalidate, invalidate_on_commit
 from members.models import Action, Member, Tier
 from members.services import record_activity, set_member_tier
 from subscriptions import stripe_api
-from subscriptions.models import LIVE_STATUSES, Plan, PlanInterval, ReconciliationRun, Subscription, SubscriptionStatus
+from subscriptions.models import (
+    LIVE_STATUSES,
+    Plan,
+    PlanInterval,
+    ReconciliationRun,
+    StripeEvent,
+    Subscription,
+    SubscriptionStatus,
+)
 from subscriptions.stripe_api import SubscriptionState
 
 # Stripe never moves a subscription out of these.
@@ -434,3 +443,54 @@ def reconcile_stripe(*, dry_run: bool, progress: Callable[[], None] = lambda: No
     run.save()
     invalidate(STAFF)
     return run
+
+
+# --- The Stripe event log ------------------------------------------------------------------------
+# Every write to StripeEvent is one of these three: the webhook view records a delivery, the task
+# (`subscriptions.tasks.apply_stripe_event`) marks it processed or failed, and the admin's retry
+# action queues that task again.
+
+
+@transaction.atomic
+def record_stripe_event(*, event: Mapping[str, Any], now: dt.datetime | None = None) -> StripeEvent:
+    """Log one verified delivery of `event`: inserted on the first delivery, counted on every
+    later one. Idempotent on the event id; a concurrent first delivery waits on the unique index
+    until the inserting transaction ends, then counts itself on the row it made. Returns the row
+    as it stands (its `processed_at` says whether the event was applied before)."""
+    now = now or timezone.now()
+    row = StripeEvent.objects.select_for_update().filter(stripe_id=event["id"]).first()
+    if row is None:
+        try:
+            with transaction.atomic():
+                row = StripeEvent.objects.create(
+                    stripe_id=event["id"],
+                    type=event["type"],
+                    livemode=bool(event.get("livemode")),
+                    stripe_created_at=stripe_api.timestamp(int(event.get("created") or 0)) or now,
+                    payload=dict(event),
+                    received_at=now,
+                    last_received_at=now,
+                )
+            invalidate_on_commit(STAFF)
+            return row
+        except IntegrityError:
+            row = StripeEvent.objects.select_for_update().get(stripe_id=event["id"])
+    StripeEvent.objects.filter(pk=row.pk).update(deliveries=F("deliveries") + 1, last_received_at=now)
+    row.refresh_from_db()
+    return row
+
+
+@transaction.atomic
+def mark_event_processed(*, event: StripeEvent, outcome: str) -> None:
+    """The event's effects are applied: in the caller's transaction, which holds the row's lock
+    and the effects, so both commit or neither does."""
+    StripeEvent.objects.filter(pk=event.pk).update(processed_at=timezone.now(), outcome=outcome[:255], error="")
+    invalidate_on_commit(STAFF)
+
+
+@transaction.atomic
+def mark_event_failed(*, event: StripeEvent, error: str) -> None:
+    """Applying the event failed; keep why, for the retry and for staff (the admin's failed
+    filter). Not over a concurrent attempt that has applied the event meanwhile."""
+    StripeEvent.objects.filter(pk=event.pk, processed_at__isnull=True).update(error=error or "failed")
+    invalidate_on_commit(STAFF)

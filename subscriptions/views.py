@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from members.http import MemberRequest
 from members.views import render_member_page
-from subscriptions import services, stripe_api, webhooks
+from subscriptions import services, stripe_api, tasks, webhooks
 from subscriptions.models import Plan, Subscription
 from subscriptions.reads import plans_on_offer
 
@@ -252,18 +252,29 @@ def resume(request: MemberRequest) -> HttpResponse:
 @never_cache
 @require_POST
 def stripe_webhook(request: HttpRequest) -> JsonResponse:
-    """400 for anything not signed by Stripe (nothing is stored); 200 once the event is applied,
-    was applied before, or is of a type the portal ignores; 500 when applying it failed, so Stripe
-    delivers it again later."""
+    """400 for anything not signed by Stripe, or not a well-formed event (nothing is stored).
+    A verified delivery is stored, then answered at once: 200 "accepted" while a worker applies
+    it, 200 "duplicate" if it was applied before. With tasks run eagerly (no broker), the event
+    is applied before the answer, which says how it went: 200 "processed" or "ignored", or 500
+    when applying it failed, so Stripe delivers it again later."""
     try:
         event = webhooks.verify(request.body, request.headers.get("Stripe-Signature"))
     except webhooks.WebhookRejected as rejected:
         logger.warning("Stripe webhook rejected: %s", rejected.code)
         return JsonResponse({"code": rejected.code, "message": rejected.message}, status=400)
-    outcome = webhooks.receive(event)
-    if outcome.status == webhooks.Status.FAILED:
+    row = services.record_stripe_event(event=event)  # committed here: a worker can read it
+    if row.processed_at is not None:
+        return JsonResponse({"event": event["id"], "status": webhooks.Status.DUPLICATE.value})
+    try:
+        outcome = tasks.queue_stripe_event(row.pk)
+    except Exception:  # the broker is down: the event is stored, and the sweep will queue it
+        logger.exception("Stripe event %s stored but not queued", event["id"])
+        return JsonResponse({"event": event["id"], "status": "accepted"})
+    if outcome is None:
+        return JsonResponse({"event": event["id"], "status": "accepted"})
+    if outcome["status"] == webhooks.Status.FAILED.value:
         return JsonResponse(
             {"code": "processing_failed", "message": "The event could not be applied; it is kept for a retry."},
             status=500,
         )
-    return JsonResponse({"event": event["id"], "status": outcome.status.value})
+    return JsonResponse({"event": event["id"], "status": outcome["status"]})

@@ -1,10 +1,18 @@
 """Stripe webhook events: verified, logged, and applied exactly once, in any order.
 
-`verify` checks the signature on the raw body; `receive` logs the delivery and applies the
-event. The `StripeEvent` row is the idempotency key: it is locked (or inserted) and marked
-processed in the same transaction as the event's effects, so five concurrent deliveries of one
-event have one effect, and a failed attempt leaves no partial effect, only the error, for Stripe's
-next retry or a re-process from the admin."""
+`verify` checks the signature on the raw body; the view then logs the delivery
+(`services.record_stripe_event`) and answers at once, and `apply` (run by the task
+`subscriptions.tasks.apply_stripe_event`, on a worker) applies the event. The `StripeEvent` row is
+the idempotency key: it is locked and marked processed in the same transaction as the event's
+effects, so five concurrent deliveries of one event have one effect, and a failed attempt leaves
+no partial effect, only the error, for the task's retry, the sweep of unprocessed events, or a
+re-process from the admin.
+
+No call to Stripe's API is made while a row is locked: what an event needs from Stripe (the
+subscription behind a completed Checkout) is read first, outside any transaction, and only then
+is the event's row locked and the state applied.
+
+"""
 
 from __future__ import annotations
 
@@ -18,16 +26,14 @@ from typing import Any
 
 import stripe
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import transaction
 from django.utils import timezone
 
-from core.cache import STAFF, invalidate_on_commit
 from members.models import Action, Member
 from members.services import record_activity
 from subscriptions import stripe_api
 from subscriptions.models import StripeEvent, Subscription
-from subscriptions.services import BillingError, refresh_from_stripe, sync_stripe_subscription
+from subscriptions.services import BillingError, mark_event_failed, mark_event_processed, sync_stripe_subscription
 from subscriptions.stripe_api import StripeDataError, SubscriptionState
 
 logger = logging.getLogger(__name__)
@@ -105,70 +111,59 @@ class Outcome:
     detail: str = ""
 
 
-def receive(event: Mapping[str, Any]) -> Outcome:
-    """Log one delivery of `event` and apply it unless it was applied before."""
-    now = timezone.now()
+@dataclass(frozen=True)
+class Fetched:
+    """What an event needed from Stripe's API, read before any lock was taken, and when."""
+
+    state: SubscriptionState
+    at: dt.datetime
+
+
+def apply(event_pk: int) -> Outcome:
+    """Apply the stored event `event_pk` unless it was applied before; a failure is kept on the
+    row (its error) and returned, never raised."""
+    row = StripeEvent.objects.filter(pk=event_pk).first()
+    if row is None:
+        return Outcome(Status.IGNORED, "no such event")
+    if row.processed_at is not None:
+        return Outcome(Status.DUPLICATE)
     try:
+        fetched = _fetch(row)  # Stripe's API, with no transaction open and no row locked
         with transaction.atomic():
-            row = _lock_or_insert(event, now)
-            if row.processed_at is not None:
+            locked = StripeEvent.objects.select_for_update().get(pk=event_pk)
+            if locked.processed_at is not None:  # a concurrent attempt won
                 return Outcome(Status.DUPLICATE)
-            return _process(row)
+            outcome = _process(locked, fetched)
+            mark_event_processed(event=locked, outcome=outcome.detail)
+        return outcome
     except Exception as error:  # anything: the event stays unprocessed, with the reason kept
-        _record_failure(event, now, error)
+        logger.warning("Stripe event %s (%s) failed: %s", row.stripe_id, row.type, _describe(error))
+        mark_event_failed(event=row, error=_describe(error))
         return Outcome(Status.FAILED, str(error))
 
 
-def reprocess(event: StripeEvent) -> Outcome:
-    """Apply a stored event again (staff, after fixing what made it fail)."""
-    try:
-        with transaction.atomic():
-            row = StripeEvent.objects.select_for_update().get(pk=event.pk)
-            if row.processed_at is not None:
-                return Outcome(Status.DUPLICATE)
-            return _process(row)
-    except Exception as error:
-        StripeEvent.objects.filter(pk=event.pk).update(error=_describe(error))
-        invalidate_on_commit(STAFF)
-        return Outcome(Status.FAILED, str(error))
+def _fetch(row: StripeEvent) -> Fetched | None:
+    """Read from Stripe what the event's handler needs: a Checkout's subscription, when the
+    event carries only its id."""
+    if row.type != "checkout.session.completed":
+        return None
+    obj = (row.payload.get("data") or {}).get("object") or {}
+    subscription = obj.get("subscription")
+    if obj.get("mode") != "subscription" or not isinstance(subscription, str) or not subscription:
+        return None
+    if not stripe_api.configured():
+        return None
+    asked_at = timezone.now()
+    return Fetched(state=stripe_api.retrieve_subscription(subscription), at=asked_at)
 
 
-def _lock_or_insert(event: Mapping[str, Any], now: dt.datetime) -> StripeEvent:
-    """The event's row, locked for this transaction, with this delivery counted; inserted on the
-    first delivery. A concurrent first delivery waits on the unique index until the inserting
-    transaction ends, then finds its row (processed, or to process if that transaction failed)."""
-    row = StripeEvent.objects.select_for_update().filter(stripe_id=event["id"]).first()
-    if row is not None:
-        StripeEvent.objects.filter(pk=row.pk).update(deliveries=F("deliveries") + 1, last_received_at=now)
-        return row
-    try:
-        with transaction.atomic():
-            return StripeEvent.objects.create(
-                stripe_id=event["id"],
-                type=event["type"],
-                livemode=bool(event.get("livemode")),
-                stripe_created_at=stripe_api.timestamp(event.get("created")) or now,
-                payload=dict(event),
-                received_at=now,
-                last_received_at=now,
-            )
-    except IntegrityError:
-        row = StripeEvent.objects.select_for_update().get(stripe_id=event["id"])
-        StripeEvent.objects.filter(pk=row.pk).update(deliveries=F("deliveries") + 1, last_received_at=now)
-        return row
-
-
-def _process(row: StripeEvent) -> Outcome:
+def _process(row: StripeEvent, fetched: Fetched | None) -> Outcome:
     handler = HANDLERS.get(row.type)
     if handler is None:
         logger.info("Stripe event %s of type %s is not one the portal handles", row.stripe_id, row.type)
-        outcome = Outcome(Status.IGNORED, "type not handled")
-    else:
-        obj = (row.payload.get("data") or {}).get("object") or {}
-        outcome = Outcome(Status.PROCESSED, handler(obj, row.stripe_created_at, row.type))
-    StripeEvent.objects.filter(pk=row.pk).update(processed_at=timezone.now(), outcome=outcome.detail[:255], error="")
-    invalidate_on_commit(STAFF)
-    return outcome
+        return Outcome(Status.IGNORED, "type not handled")
+    obj = (row.payload.get("data") or {}).get("object") or {}
+    return Outcome(Status.PROCESSED, handler(obj, row.stripe_created_at, row.type, fetched))
 
 
 def _describe(error: Exception) -> str:
@@ -177,33 +172,12 @@ def _describe(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _record_failure(event: Mapping[str, Any], now: dt.datetime, error: Exception) -> None:
-    logger.warning("Stripe event %s (%s) failed: %s", event.get("id"), event.get("type"), _describe(error))
-    with transaction.atomic():
-        row, created = StripeEvent.objects.get_or_create(
-            stripe_id=event["id"],
-            defaults={
-                "type": event["type"],
-                "livemode": bool(event.get("livemode")),
-                "stripe_created_at": stripe_api.timestamp(event.get("created")) or now,
-                "payload": dict(event),
-                "received_at": now,
-                "last_received_at": now,
-                "error": _describe(error),
-            },
-        )
-        if not created:
-            # Not over a concurrent delivery that has processed the event meanwhile.
-            StripeEvent.objects.filter(pk=row.pk, processed_at__isnull=True).update(
-                error=_describe(error), last_received_at=now, deliveries=F("deliveries") + 1
-            )
-        invalidate_on_commit(STAFF)
-
-
 # --- Handlers: each returns what it did, in a few words ----------------------------------------
 
 
-def _subscription_event(obj: Mapping[str, Any], created_at: dt.datetime, event_type: str) -> str:
+def _subscription_event(
+    obj: Mapping[str, Any], created_at: dt.datetime, event_type: str, fetched: Fetched | None
+) -> str:
     state = SubscriptionState.from_stripe(obj)
     synced = sync_stripe_subscription(
         state=state,
@@ -216,7 +190,9 @@ def _subscription_event(obj: Mapping[str, Any], created_at: dt.datetime, event_t
     return f"{state.id}: {synced.status}"
 
 
-def _checkout_completed(obj: Mapping[str, Any], created_at: dt.datetime, event_type: str) -> str:
+def _checkout_completed(
+    obj: Mapping[str, Any], created_at: dt.datetime, event_type: str, fetched: Fetched | None
+) -> str:
     """A member finished Checkout. The subscription events carry its state too; reading it here
     as well means the member sees their plan even if those events are late."""
     if obj.get("mode") != "subscription" or not obj.get("subscription"):
@@ -236,9 +212,9 @@ def _checkout_completed(obj: Mapping[str, Any], created_at: dt.datetime, event_t
             member_id=member_id,
         )
         return f"{subscription.get('id')}: {synced.status if synced else 'older than the state held'}"
-    if not stripe_api.configured():
+    if fetched is None:
         return f"{subscription}: left to its subscription events (no API key to read it)"
-    synced = refresh_from_stripe(subscription_id=str(subscription), source="checkout", member_id=member_id)
+    synced = sync_stripe_subscription(state=fetched.state, state_at=fetched.at, source="checkout", member_id=member_id)
     return f"{subscription}: {synced.status if synced else 'older than the state held'}"
 
 
@@ -264,16 +240,18 @@ def _record_payment(obj: Mapping[str, Any], action: Action, amount_field: str, *
     return f"{action.label.lower()}: {amount} {currency} recorded"
 
 
-def _invoice_paid(obj: Mapping[str, Any], created_at: dt.datetime, event_type: str) -> str:
+def _invoice_paid(obj: Mapping[str, Any], created_at: dt.datetime, event_type: str, fetched: Fetched | None) -> str:
     return _record_payment(obj, Action.PAYMENT_SUCCEEDED, "amount_paid")
 
 
-def _invoice_payment_failed(obj: Mapping[str, Any], created_at: dt.datetime, event_type: str) -> str:
+def _invoice_payment_failed(
+    obj: Mapping[str, Any], created_at: dt.datetime, event_type: str, fetched: Fetched | None
+) -> str:
     # The status (past_due, then unpaid or canceled) arrives in customer.subscription.updated.
     return _record_payment(obj, Action.PAYMENT_FAILED, "amount_due", attempt=obj.get("attempt_count"))
 
 
-HANDLERS: dict[str, Callable[[Mapping[str, Any], dt.datetime, str], str]] = {
+HANDLERS: dict[str, Callable[[Mapping[str, Any], dt.datetime, str, Fetched | None], str]] = {
     "checkout.session.completed": _checkout_completed,
     "customer.subscription.created": _subscription_event,
     "customer.subscription.updated": _subscription_event,

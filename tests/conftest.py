@@ -85,16 +85,16 @@ def _cheap_password_hashing() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _eager_tasks() -> Iterator[None]:
-    """Tasks run in the test's own process, at once, even with REDIS_URL set (which makes Redis
-    the broker): no worker runs beside the suite. The tests of real workers (tests/jobs/) turn
-    this off for themselves."""
+def _tasks_run_eagerly() -> Iterator[None]:
+    """Tasks run in the test's process, even with REDIS_URL set (which gives the portal a
+    broker): the tests of the queue itself switch to it (tests/background.py `queueing`)."""
     from portal.celery import app
 
-    before = app.conf.task_always_eager
+    saved = app.conf.task_always_eager
     app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = before
+    with override_settings(CELERY_TASK_ALWAYS_EAGER=True):
+        yield
+    app.conf.task_always_eager = saved
 
 
 @pytest.fixture(autouse=True)

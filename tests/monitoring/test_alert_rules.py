@@ -147,10 +147,25 @@ EXPOSED = {
     "portal_web_vitals_cls_count",
     "portal_web_vitals_inp_seconds_bucket",
     "portal_web_vitals_ttfb_seconds_bucket",
+    "portal_job_period_seconds",
+    "portal_job_last_success_timestamp_seconds",
+    "portal_task_queue_depth",
+    "portal_task_runs_total",
+    "portal_task_failures_total",
 }
 # Samples that appear only once there is something to say: Prometheus's own `up`, and the
 # Stripe times and drift before the first webhook event or reconciliation.
-EXPOSED_LATER = {"up", "portal_stripe_last_webhook_timestamp_seconds", "portal_stripe_drifted_subscriptions"}
+# A job's last success appears after its first success. The task counters and the queue depth
+# are exported by the Celery workers (their own scrape) and read from the broker at scrape time.
+EXPOSED_LATER = {
+    "up",
+    "portal_stripe_last_webhook_timestamp_seconds",
+    "portal_stripe_drifted_subscriptions",
+    "portal_job_last_success_timestamp_seconds",
+    "portal_task_queue_depth",
+    "portal_task_runs_total",
+    "portal_task_failures_total",
+}
 
 
 def test_the_portal_exposes_every_metric_the_dashboard_and_alerts_read(client, settings, db):

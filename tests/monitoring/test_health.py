@@ -40,7 +40,7 @@ from subscriptions import reads
 TOKEN = "health-token-for-tests"
 BEARER = {"HTTP_AUTHORIZATION": f"Bearer {TOKEN}"}
 AS_JSON = {"HTTP_ACCEPT": "application/json"}
-ALL_CHECKS = ["database", "cache", "disk", "memory", "migrations", "stripe"]
+ALL_CHECKS = ["database", "cache", "disk", "memory", "migrations", "stripe", "background_jobs"]
 CLOSED_PORT = 1  # nothing listens on 127.0.0.1:1; a connection is refused at once
 
 

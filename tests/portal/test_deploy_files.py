@@ -128,11 +128,30 @@ def compose_environment(service: str) -> dict[str, str]:
     return {name: pattern.sub(interpolate, str(value)) for name, value in environment.items()}
 
 
-def manifests() -> dict[str, dict[str, Any]]:
-    """deploy/k8s/'s resources by kind."""
+BACKGROUND = {"worker", "beat"}
+
+
+def _documents() -> list[dict[str, Any]]:
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
-    documents = [yaml.safe_load((K8S / name).read_text()) for name in kustomization["resources"]]
-    return {document["kind"]: document for document in documents}
+    return [yaml.safe_load((K8S / name).read_text()) for name in kustomization["resources"]]
+
+
+def manifests() -> dict[str, dict[str, Any]]:
+    """deploy/k8s/'s resources of the web side (and its migration Job) by kind."""
+    return {
+        document["kind"]: document
+        for document in _documents()
+        if document["metadata"]["labels"].get("app.kubernetes.io/component") not in BACKGROUND
+    }
+
+
+def background_manifests() -> dict[tuple[str, str], dict[str, Any]]:
+    """The job queue's resources (worker, beat) by kind and component."""
+    return {
+        (document["kind"], component): document
+        for document in _documents()
+        if (component := document["metadata"]["labels"].get("app.kubernetes.io/component")) in BACKGROUND
+    }
 
 
 def pod_spec(kind: str) -> dict[str, Any]:
@@ -146,8 +165,9 @@ def web_container() -> dict[str, Any]:
 
 
 def all_containers() -> Iterator[dict[str, Any]]:
-    for kind in ("Deployment", "Job"):
-        spec = pod_spec(kind)
+    specs = [pod_spec(kind) for kind in ("Deployment", "Job")]
+    specs += [background_manifests()[("Deployment", component)]["spec"]["template"]["spec"] for component in BACKGROUND]
+    for spec in specs:
         yield from spec.get("initContainers", [])
         yield from spec["containers"]
 
@@ -682,6 +702,13 @@ def test_shutdown_waits_for_gunicorn_and_liveness_for_its_timeout():
 
 def test_containers_are_locked_down_with_writable_tmp_and_metrics_dirs():
     volumes = {volume["name"]: volume for kind in ("Deployment", "Job") for volume in pod_spec(kind)["volumes"]}
+    for component in BACKGROUND:
+        spec = background_manifests()[("Deployment", component)]["spec"]["template"]["spec"]
+        volumes.update({f"{component}-{volume['name']}": volume for volume in spec["volumes"]})
+        for container in spec["containers"]:
+            for mount in container["volumeMounts"]:
+                assert mount["name"] in {volume["name"] for volume in spec["volumes"]}
+                assert "emptyDir" in volumes[f"{component}-{mount['name']}"]
     for container in all_containers():
         security = container["securityContext"]
         assert security["readOnlyRootFilesystem"] is True, container["name"]
@@ -695,3 +722,87 @@ def test_containers_are_locked_down_with_writable_tmp_and_metrics_dirs():
     multiproc = container_environment(web)["PROMETHEUS_MULTIPROC_DIR"]
     (metrics,) = (mount for mount in web["volumeMounts"] if mount["mountPath"] == multiproc)
     assert "emptyDir" in volumes[metrics["name"]]
+
+
+# --- The job queue: workers and one beat ---------------------------------------------------------
+
+
+def _longest_task_limit() -> int:
+    """The longest hard time limit of the portal's tasks (a task without one is not allowed)."""
+    from portal.celery import app
+
+    app.loader.import_default_modules()
+    ours = [task for name, task in app.tasks.items() if name.split(".")[0] in {"members", "subscriptions", "portal"}]
+    assert ours, "no task of ours is registered"
+    limits = [task.time_limit for task in ours]
+    assert None not in limits, [task.name for task in ours if task.time_limit is None]
+    return max(limits)
+
+
+@pytest.mark.parametrize(
+    "key", [("Deployment", "worker"), ("HorizontalPodAutoscaler", "worker"), ("Deployment", "beat")]
+)
+def test_background_manifest_matches_the_kubernetes_schema(key):
+    try:
+        kubernetes_validate.validate(background_manifests()[key], KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as error:
+        where = "/".join(str(part) for part in error.absolute_path)
+        pytest.fail(f"{key} at {where or 'the top'}: {error.message}", pytrace=False)
+
+
+def test_workers_and_beat_run_celery_on_the_portal_app_as_pid_1():
+    for component in BACKGROUND:
+        spec = background_manifests()[("Deployment", component)]["spec"]["template"]["spec"]
+        (container,) = spec["containers"]
+        # exec form, no shell: celery itself gets SIGTERM and shuts down warm.
+        assert container["command"][:4] == ["celery", "-A", "portal", component], component
+        assert container["image"] == web_container()["image"]
+        labels = background_manifests()[("Deployment", component)]["spec"]["template"]["metadata"]["labels"]
+        assert not manifests()["Service"]["spec"]["selector"].items() <= labels.items(), "no web traffic to it"
+
+
+def test_exactly_one_beat_never_two_during_a_rollout():
+    beat = background_manifests()[("Deployment", "beat")]
+    assert beat["spec"]["replicas"] == 1
+    assert beat["spec"]["strategy"] == {"type": "Recreate"}
+    assert ("HorizontalPodAutoscaler", "beat") not in background_manifests()
+
+
+def test_workers_autoscale_on_cpu():
+    worker, hpa = (
+        background_manifests()[("Deployment", "worker")],
+        background_manifests()[("HorizontalPodAutoscaler", "worker")],
+    )
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": worker["metadata"]["name"],
+    }
+    assert 1 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+
+
+def test_a_worker_is_given_longer_than_its_longest_task_to_shut_down():
+    longest = _longest_task_limit()
+    worker = background_manifests()[("Deployment", "worker")]["spec"]["template"]["spec"]
+    assert worker["terminationGracePeriodSeconds"] > longest
+    services = compose()["services"]
+    assert _seconds(services["worker"]["stop_grace_period"]) > longest
+
+
+def _seconds(duration: str) -> int:
+    match = re.fullmatch(r"(?:(\d+)m)?(?:(\d+)s)?", duration)
+    assert match and duration, duration
+    return int(match[1] or 0) * 60 + int(match[2] or 0)
+
+
+def test_compose_runs_a_worker_and_one_beat_after_the_migrations():
+    services = compose()["services"]
+    for name in ("worker", "beat"):
+        service = services[name]
+        assert service["command"][:4] == ["celery", "-A", "portal", name], name
+        assert service["environment"] == services["portal"]["environment"], name
+        assert service["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}, name
+        assert service["depends_on"]["redis"] == {"condition": "service_healthy"}, name
+    assert "deploy" not in services["beat"] or services["beat"]["deploy"].get("replicas", 1) == 1

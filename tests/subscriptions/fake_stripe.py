@@ -12,6 +12,7 @@ import json
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -144,6 +145,9 @@ class FakeStripe:
     failing: int | None = None
     page_size_limit: int = 100
     url: str = ""
+    # Called with each call as it arrives, before it is answered (in the server's thread): a test
+    # looks at the database from there, or sleeps to play a slow Stripe.
+    on_call: Callable[[Call], None] | None = None
 
     def add(self, obj: dict[str, Any]) -> dict[str, Any]:
         self.subscriptions[obj["id"]] = obj
@@ -162,6 +166,8 @@ class FakeStripe:
         parts = urlsplit(raw_path)
         form = {key: values[-1] for key, values in parse_qs(body or parts.query, keep_blank_values=True).items()}
         self.calls.append(Call(method, parts.path, form, authorization))
+        if self.on_call is not None:
+            self.on_call(self.calls[-1])
         if self.failing is not None:
             return self.failing, _error("api_error", "Something went wrong on Stripe's end.")
         if not authorization.startswith("Bearer sk_test_"):

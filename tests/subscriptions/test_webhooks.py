@@ -429,3 +429,25 @@ def test_a_malformed_time_inside_the_object_fails_the_event_with_a_reason(client
     row = StripeEvent.objects.get()
     assert "is not a Unix time" in row.error
     assert _tier(alice) == Tier.FREE
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_no_stripe_call_is_made_while_a_transaction_holds_the_events_lock(
+    client: Client, alice: Member, stripe_server: FakeStripe
+) -> None:
+    """Eagerly, in this process: when Stripe is asked for the Checkout's subscription, no
+    connection to the database has a transaction open (none holds the event's or the member's
+    row lock)."""
+    from tests.subscriptions.test_webhook_queue import _open_transactions
+
+    seen: list[str] = []
+    stripe_server.on_call = _open_transactions(seen)
+    sub = stripe_server.add(fake_stripe.subscription(customer="cus_test_new"))
+    session = {"id": "cs_1", "object": "checkout.session", "client_reference_id": str(alice.pk), "mode": "subscription"}
+
+    response = deliver(client, fake_stripe.event("checkout.session.completed", {**session, "subscription": sub["id"]}))
+
+    assert response.json()["status"] == "processed"
+    assert seen == ["called"]
+    assert _tier(alice) == Tier.BASIC
