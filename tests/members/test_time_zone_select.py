@@ -3,8 +3,6 @@ cost instead of one template rendering per each of its 600 options."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,6 +10,7 @@ from django import forms
 from django.test.html import parse_html
 
 from members.forms import ProfileForm
+from tests.portal.test_call_budgets import python_calls_of
 
 
 def _field(current: str) -> Any:
@@ -33,28 +32,12 @@ def test_a_zone_that_is_not_offered_stays_selected_in_its_own_group():
     assert html.index('<optgroup label="Current"><option value="US/Eastern" selected>') < html.index('label="Africa"')
 
 
-def _python_calls(run: Callable[[], object]) -> int:
-    calls = 0
-
-    def count(frame: Any, event: str, arg: Any) -> None:
-        nonlocal calls
-        if event == "call":
-            calls += 1
-
-    sys.setprofile(count)
-    try:
-        run()
-    finally:
-        sys.setprofile(None)
-    return calls
-
-
-def test_rendering_the_select_costs_a_small_fixed_number_of_python_calls():
+def test_rendering_the_select_costs_a_small_fixed_number_ofpython_calls_of():
     str(_field("Europe/Paris"))  # the options are written once per process
-    calls = _python_calls(lambda: str(_field("Europe/Paris")))
+    calls = python_calls_of(lambda: str(_field("Europe/Paris")))
     # Django's Select renders a template per option: about 50,000 calls for these 600 options.
     assert calls < 400, calls
-    plain = _python_calls(
+    plain = python_calls_of(
         lambda: _field("Europe/Paris").as_widget(widget=forms.Select(choices=_field("UTC").field.choices))
     )
     assert plain > 20 * calls

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +19,9 @@ from members.models import Action, ActivityLog, Member, Tier
 from subscriptions.models import StripeEvent, Subscription, SubscriptionStatus
 from tests import background
 from tests.subscriptions import fake_stripe
-from tests.subscriptions.conftest import WEBHOOK_SECRET, deliver
-from tests.subscriptions.fake_stripe import Call, FakeStripe, signed
+from tests.subscriptions.conftest import deliver
+from tests.subscriptions.fake_stripe import Call, FakeStripe
+from tests.subscriptions.test_webhooks import deliver_concurrently
 
 T0 = 1_800_000_000
 
@@ -116,28 +116,7 @@ def test_five_concurrent_duplicate_deliveries_have_one_effect_through_the_queue(
     background.wait_for(lambda: _all_processed(1), timeout=20, what="the subscription to arrive")
     paid = fake_stripe.event("invoice.paid", fake_stripe.invoice(sub_id=sub["id"]))
     payload = json.dumps(paid)
-    start = threading.Barrier(5)
-    answers: list[str] = []
-
-    def stripe_delivers() -> None:
-        try:
-            client = Client()
-            start.wait()
-            response = client.post(
-                "/webhooks/stripe/",
-                data=payload,
-                content_type="application/json",
-                headers={"Stripe-Signature": signed(payload, WEBHOOK_SECRET)},
-            )
-            answers.append(f"{response.status_code} {response.json()['status']}")
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=stripe_delivers) for _ in range(5)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    answers = deliver_concurrently(payload)
 
     assert len(answers) == 5 and all(answer in {"200 accepted", "200 duplicate"} for answer in answers), answers
     background.wait_for(lambda: _all_processed(2), timeout=20, what="the invoice to be applied")

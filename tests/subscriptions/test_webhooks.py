@@ -144,14 +144,10 @@ def test_a_repeated_delivery_has_no_second_effect(client: Client, alice: Member)
     assert StripeEvent.objects.get(stripe_id=paid["id"]).deliveries == 2
 
 
-@pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
-def test_five_concurrent_deliveries_of_one_event_have_exactly_one_effect(alice: Member) -> None:
-    sub = fake_stripe.subscription(member_id=alice.pk)
-    deliver(Client(), fake_stripe.event("customer.subscription.created", sub))
-    paid = fake_stripe.event("invoice.paid", fake_stripe.invoice(sub_id=sub["id"]))
-    payload = json.dumps(paid)
-    start = threading.Barrier(5)
+def deliver_concurrently(payload: str, times: int = 5) -> list[str]:
+    """`payload`, signed, delivered `times` times at once (each by its own thread and database
+    connection, as Stripe's retries can arrive); the answers, as "status body-status"."""
+    start = threading.Barrier(times)
     answers: list[str] = []
 
     def stripe_delivers() -> None:
@@ -168,11 +164,22 @@ def test_five_concurrent_deliveries_of_one_event_have_exactly_one_effect(alice: 
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=stripe_delivers) for _ in range(5)]
+    threads = [threading.Thread(target=stripe_delivers) for _ in range(times)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=30)
+    return answers
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_five_concurrent_deliveries_of_one_event_have_exactly_one_effect(alice: Member) -> None:
+    sub = fake_stripe.subscription(member_id=alice.pk)
+    deliver(Client(), fake_stripe.event("customer.subscription.created", sub))
+    paid = fake_stripe.event("invoice.paid", fake_stripe.invoice(sub_id=sub["id"]))
+    payload = json.dumps(paid)
+    answers = deliver_concurrently(payload)
 
     assert sorted(answers) == ["200 duplicate"] * 4 + ["200 processed"]
     assert ActivityLog.objects.filter(member=alice, action=Action.PAYMENT_SUCCEEDED).count() == 1
