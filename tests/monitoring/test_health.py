@@ -415,7 +415,12 @@ def test_readiness_with_the_database_down_takes_the_portal_out_of_service(
     response = client.get("/health/ready")
 
     assert response.status_code == 503
-    assert _json(response) == {"status": "down", "checks": {"database": "down", "cache": "ok"}}
+    body = _json(response)
+    assert body["status"] == "down"
+    assert body["checks"]["database"] == "down"
+    # The cache still works: "degraded" only if slow (over 50 ms) on a busy machine, never down.
+    assert body["checks"]["cache"] in {"ok", "degraded"}
+    assert set(body["checks"]) == {"database", "cache"}
 
 
 def test_public_health_with_the_database_down(client, database_at, short_database_timeout, db):
@@ -426,7 +431,8 @@ def test_public_health_with_the_database_down(client, database_at, short_databas
     body = _json(response)
     assert body["status"] == "down"
     assert body["checks"]["database"] == "down"
-    assert body["checks"]["cache"] == "ok"
+    # As above: the cache may read degraded on a busy machine, never down.
+    assert body["checks"]["cache"] in {"ok", "degraded"}
     assert "Error" not in response.content.decode()
 
 
