@@ -19,7 +19,8 @@ from members.models import Action, Member, TokenScope
 from members.services import create_api_token, record_activity
 
 # Path: most Python calls a warm request may make. Measured on SQLite and local memory and on
-# PostgreSQL and Redis (the larger figure, plus half: a full suite run warms other caches than a run of this module alone). The profile page was about 58,000
+# PostgreSQL and Redis (the larger figure, plus half: a full suite run warms other caches than
+# a run of this module alone). The profile page was about 58,000
 # before its time zone select stopped rendering a template per option: this catches that.
 PAGE_BUDGETS = {
     "/dashboard/": 10_000,
