@@ -12,6 +12,7 @@ workers finish their requests. When it does not come up, the error carries the e
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -178,3 +179,12 @@ class Gunicorn:
 
     def tail(self) -> str:
         return self.log_text()[-LOG_TAIL:]
+
+    def log_once(self, pattern: str, count: int = 1, timeout: float = 10) -> str:
+        """The log once the regular expression `pattern` matches `count` times in it (or at the
+        deadline): gunicorn writes an access line after the response has gone out, so a client
+        can hold the response before its line is in the file."""
+        deadline = time.monotonic() + timeout
+        while len(re.findall(pattern, text := self.log_text())) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return text
