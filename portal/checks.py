@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core import checks
 
-TAG = "portal"
+TAG = "portal"  # portal/wsgi.py runs the checks of this tag by name
 
 
 @checks.register(TAG)
