@@ -1,7 +1,8 @@
 """Activity log entries for account events that django-allauth and Django signal.
 
 Connected in `MembersConfig.ready`. Writes of our own (profile, tokens) record their activity
-in their service function instead."""
+in their service function instead. Also: every ORM save or delete of a member's rows invalidates
+what is cached for them (`on_member_data_saved`)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,15 @@ from allauth.account import signals as account_signals
 from allauth.mfa import signals as mfa_signals
 from allauth.mfa.models import Authenticator
 from django.contrib.auth import signals as auth_signals
+from django.db.models import Model
+from django.db.models.signals import post_delete, post_save
 from django.http import HttpRequest
 from django.utils import timezone
 
+from core.cache import MEMBER, invalidate_on_commit
 from members.http import origin
 from members.middleware import AUTHENTICATED_AT, LAST_SEEN_AT
-from members.models import Action, Member
+from members.models import Action, ActivityLog, ApiToken, Member, Profile
 from members.services import record_activity
 
 
@@ -87,7 +91,31 @@ def on_mfa_authentication_failed(
     _record(request, user, Action.MFA_CODE_WRONG, **({"reauthentication": True} if reauthentication else {}))
 
 
+def on_member_data_saved(sender: type[Model], instance: Model, **kwargs: Any) -> None:
+    """Any save or delete of a member's own rows, made by a service or not (the admin, a shell, a
+    data fix), makes what is cached for that member stale once it commits. Services invalidate
+    too; this catches every ORM write beside them. Queryset `update()` and `bulk_create` send no
+    signal: their callers invalidate themselves."""
+    member_id = instance.pk if isinstance(instance, Member) else getattr(instance, "member_id", None)
+    if member_id is not None:
+        invalidate_on_commit(MEMBER, member_id)
+
+
+# The models whose rows a member's cached pages and reads show.
+MEMBER_DATA_MODELS: tuple[type[Model], ...] = (Member, Profile, ApiToken, ActivityLog)
+
+
+def connect_member_data(model: type[Model]) -> None:
+    """Invalidate the member's cache on every save and delete of `model`'s rows (its
+    `member_id`, or the member itself); other apps connect their own member rows here."""
+    label = model._meta.label_lower
+    post_save.connect(on_member_data_saved, sender=model, dispatch_uid=f"members.cache.saved.{label}")
+    post_delete.connect(on_member_data_saved, sender=model, dispatch_uid=f"members.cache.deleted.{label}")
+
+
 def connect() -> None:
+    for model in MEMBER_DATA_MODELS:
+        connect_member_data(model)
     account_signals.user_signed_up.connect(on_signed_up, dispatch_uid="members.signed_up")
     auth_signals.user_logged_in.connect(on_logged_in, dispatch_uid="members.logged_in")
     auth_signals.user_login_failed.connect(on_login_failed, dispatch_uid="members.login_failed")

@@ -12,9 +12,12 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
-from core.cache import MEMBER, STAFF, invalidate_on_commit
+from core.cache import MEMBER, STAFF, Namespace, invalidate_on_commit
 from members import tokens
 from members.models import Action, ActivityLog, ApiToken, Member, MemberStatus, Profile, TokenScope
+
+# When the member's tokens were last used (`record_token_use`); scope: the member's id.
+TOKEN_USE = Namespace("token_use")
 
 
 def create_member(
@@ -94,6 +97,8 @@ def record_token_use(*, token: ApiToken, ip: str | None) -> None:
     except ValueError:
         ip = None
     ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now(), last_used_ip=ip)
+    # Only the tokens page shows it: its own namespace, so API use leaves the rest cached.
+    invalidate_on_commit(TOKEN_USE, token.member_id)
 
 
 def actor_detail(actor: Member | None) -> dict[str, Any]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -16,6 +17,8 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
+from core import pagecache
+from core.cache import ALL, MEDIUM, MEMBER, Namespace
 from members import services
 from members.forms import ACTIVITY_FILTER_CHOICES, ActivityFilterForm, ApiTokenForm, ProfileForm
 from members.http import MemberRequest, origin
@@ -29,6 +32,31 @@ from members.reads import profile_summary
 TOKENS_ENDED_WINDOW = dt.timedelta(days=30)
 TOKENS_LISTED = 100
 ACTIVITY_PAGE_SIZE = 50
+
+View = TypeVar("View", bound=Callable[..., HttpResponse])
+
+
+def _shell(request: MemberRequest) -> tuple[Any, ...]:
+    """What the page shell (base.html) and the Web Vitals tag read of the member beyond the data
+    their namespace versions cover."""
+    member = request.user
+    return (member.email, member.is_staff, member.deletion_scheduled_for, member.tier)
+
+
+def member_page(*, member: Sequence[Namespace] = (), shared: Sequence[Namespace] = ()) -> Callable[[View], View]:
+    """Cache a member page's body (`core.pagecache`) under the member's MEMBER namespace, the
+    member's scope of the namespaces in `member`, and the global namespaces in `shared` (CONFIG
+    for a page that lists the plans): every write that changes what the page shows invalidates
+    one of them. Goes under `login_required`."""
+    return pagecache.cached_page(
+        tier=MEDIUM,
+        scopes=lambda request: [
+            (MEMBER, request.user.pk),
+            *((namespace, request.user.pk) for namespace in member),
+            *((namespace, ALL) for namespace in shared),
+        ],
+        vary=_shell,
+    )
 
 
 def render_member_page(
@@ -50,7 +78,8 @@ def render_member_page(
         # A name the server's zone database lacks (an older tzdata) must not break the page.
         zone, time_zone = zoneinfo.ZoneInfo("UTC"), "UTC"
     with timezone.override(zone):
-        return render(request, template_name, {**context, "time_zone": time_zone}, status=status)
+        context = {**context, "time_zone": time_zone, **pagecache.csrf_context(request)}
+        return render(request, template_name, context, status=status)
 
 
 # --- Profile ---------------------------------------------------------------------------------
@@ -59,6 +88,7 @@ def render_member_page(
 @never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
+@member_page()
 def profile(request: MemberRequest) -> HttpResponse:
     current = request.user.profile
     if request.method == "POST":
@@ -109,6 +139,7 @@ def _get_token_for_member(request: MemberRequest, pk: int) -> ApiToken:
 @never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
+@member_page(member=[services.TOKEN_USE])
 def tokens(request: MemberRequest) -> HttpResponse:
     """List and create tokens.
 
@@ -140,13 +171,18 @@ def tokens(request: MemberRequest) -> HttpResponse:
             : TOKENS_LISTED + 1
         ]
     )
+    now = timezone.now()
+    for token in listed[:TOKENS_LISTED]:
+        # The page says which tokens are live: a cached copy must not outlive the next expiry.
+        if token.revoked_at is None and token.expires_at is not None and token.expires_at > now:
+            pagecache.valid_until(request, token.expires_at.timestamp())
     context = {
         "form": form,
         "tokens": listed[:TOKENS_LISTED],
         "more_tokens": len(listed) > TOKENS_LISTED,
         "tokens_listed": TOKENS_LISTED,
         "ended_window_days": TOKENS_ENDED_WINDOW.days,
-        "now": timezone.now(),
+        "now": now,
         "new_token": created[0] if created else None,
         "new_token_plain": created[1] if created else "",
     }
@@ -194,6 +230,7 @@ def _describe(detail: Any) -> str:
 @never_cache
 @login_required
 @require_GET
+@member_page()
 def activity(request: MemberRequest) -> HttpResponse:
     """The member's log, newest first, ACTIVITY_PAGE_SIZE a page, by keyset cursor.
 

@@ -300,6 +300,10 @@ DJANGO_REDIS_LOGGER = "django_redis"
 # flush never logs anyone out.
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
+# Member pages are served render-once from the cache while their data is unchanged
+# (core/pagecache.py). False renders every page (the page tests pin what a render costs).
+PAGE_CACHE = True
+
 # --- Authentication --------------------------------------------------------------------------
 
 AUTH_USER_MODEL = "members.Member"

@@ -18,7 +18,7 @@ from members.forms import ConfirmPasswordForm
 from members.http import MemberRequest, origin
 from members.models import Action
 from members.services import record_activity
-from members.views import render_member_page
+from members.views import member_page, render_member_page
 from portal import account_data
 from portal.dashboard import dashboard_summary
 from subscriptions.reads import plans_on_offer
@@ -38,6 +38,7 @@ def landing(request: HttpRequest) -> HttpResponse:
 @never_cache
 @login_required
 @require_GET
+@member_page()
 def dashboard(request: MemberRequest) -> HttpResponse:
     """Everything at a glance. Served from the member's cached summary: warm, the page costs the
     one query that loads the logged-in member; cold, five more (see `dashboard_summary`)."""

@@ -14,6 +14,11 @@ class SubscriptionsConfig(AppConfig):
         # Like django.contrib.sites' default site: after every migrate (and every test flush),
         # the free, basic and pro plans exist, so a fresh portal has plans to offer.
         post_migrate.connect(_ensure_default_plans, sender=self)
+        # A member's subscription rows are on their cached pages (members/receivers.py).
+        from members.receivers import connect_member_data
+        from subscriptions.models import Subscription
+
+        connect_member_data(Subscription)
 
 
 def _ensure_default_plans(*, using: str = "default", **kwargs: Any) -> None:

@@ -16,8 +16,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from core.cache import CONFIG
 from members.http import MemberRequest
-from members.views import render_member_page
+from members.views import member_page, render_member_page
 from subscriptions import services, stripe_api, tasks, webhooks
 from subscriptions.models import Plan, Subscription
 from subscriptions.reads import plans_on_offer
@@ -57,6 +58,7 @@ def _page_url(request: HttpRequest, query: str = "") -> str:
 @never_cache
 @login_required
 @require_GET
+@member_page(shared=[CONFIG])
 def subscription(request: MemberRequest) -> HttpResponse:
     if request.GET.get("checkout") == "success" and (session_id := request.GET.get("session_id", "")):
         _apply_checkout(request, session_id)

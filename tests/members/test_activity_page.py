@@ -23,6 +23,13 @@ USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Ge
 LINK = re.compile(r'<a href="(/activity/[^"]*)"(?: rel="(prev|next)")?>')
 
 
+@pytest.fixture(autouse=True)
+def _render_every_page(settings) -> None:
+    """These tests pin what a render of the page costs and shows; serving it from the page cache
+    is tested in tests/core/test_pagecache.py and tests/portal/test_cache_invalidation.py."""
+    settings.PAGE_CACHE = False
+
+
 def _add_rows(
     member: Member, count: int, *, same_instant: bool = False, action: Action | None = None
 ) -> list[ActivityLog]:

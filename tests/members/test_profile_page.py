@@ -17,6 +17,13 @@ PROFILE_QUERIES = 2
 PROFILE_SAVE_QUERIES = 7
 
 
+@pytest.fixture(autouse=True)
+def _render_every_page(settings) -> None:
+    """These tests pin what a render of the page costs and shows; serving it from the page cache
+    is tested in tests/core/test_pagecache.py and tests/portal/test_cache_invalidation.py."""
+    settings.PAGE_CACHE = False
+
+
 def _form(**changes: Any) -> dict[str, Any]:
     data = {"display_name": "Alice", "bio": "", "time_zone": "UTC"}
     data.update(changes)

@@ -33,6 +33,13 @@ REVOKE_QUERIES = 6
 PLAIN_TOKEN = re.compile(r"mpt_[0-9A-Za-z]{36}")
 
 
+@pytest.fixture(autouse=True)
+def _render_every_page(settings) -> None:
+    """These tests pin what a render of the page costs and shows; serving it from the page cache
+    is tested in tests/core/test_pagecache.py and tests/portal/test_cache_invalidation.py."""
+    settings.PAGE_CACHE = False
+
+
 @pytest.fixture
 def logged_in(client: Client, alice: Member) -> Client:
     client.force_login(alice)

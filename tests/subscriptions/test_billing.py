@@ -21,6 +21,13 @@ from tests.subscriptions.fake_stripe import FakeStripe
 pytestmark = pytest.mark.usefixtures("plans")
 
 
+@pytest.fixture(autouse=True)
+def _render_every_page(settings) -> None:
+    """These tests pin what a render of the page costs and shows; serving it from the page cache
+    is tested in tests/core/test_pagecache.py and tests/portal/test_cache_invalidation.py."""
+    settings.PAGE_CACHE = False
+
+
 def _messages(response: Any) -> list[str]:
     return [str(message) for message in response.context["messages"]]
 

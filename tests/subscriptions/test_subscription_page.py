@@ -23,6 +23,13 @@ SUBSCRIPTION_QUERIES_WARM = 2
 PERIOD_END = dt.datetime(2031, 3, 14, 12, tzinfo=dt.UTC)
 
 
+@pytest.fixture(autouse=True)
+def _render_every_page(settings) -> None:
+    """These tests pin what a render of the page costs and shows; serving it from the page cache
+    is tested in tests/core/test_pagecache.py and tests/portal/test_cache_invalidation.py."""
+    settings.PAGE_CACHE = False
+
+
 @pytest.fixture
 def logged_in(client: Client, alice: Member) -> Client:
     client.force_login(alice)
