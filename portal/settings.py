@@ -117,7 +117,8 @@ MIDDLEWARE = [
     "django_permissions_policy.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # After whitenoise: pages get the policy and their nonce (`request.csp_nonce`), static files not.
-    "csp.middleware.CSPMiddleware",
+    # django-csp's, with the header built once per process (core/csp.py).
+    "core.csp.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
