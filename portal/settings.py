@@ -122,7 +122,8 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Django's, with the member read from a cached snapshot (members/authentication.py).
+    "members.authentication.MemberAuthenticationMiddleware",
     # The member on Sentry events, by id and tier only (monitoring/sentry.py).
     "monitoring.sentry.SentryUserMiddleware",
     "members.middleware.SessionTimeoutMiddleware",

@@ -14,9 +14,10 @@ from django.utils import timezone
 from core.cache import MEMBER, invalidate
 from members.models import Action, ActivityLog, Member
 
-# Member (auth middleware) and one page of rows (LIMIT 51): any page, any depth. The time zone
-# comes from the member's cached profile (members/reads.py): one query more when it is not cached.
-ACTIVITY_QUERIES = 2
+# One page of rows (LIMIT 51): any page, any depth. The member comes from their cached snapshot
+# (members/authentication.py) and the time zone from their cached profile (members/reads.py):
+# one query more for each when the member's cache was invalidated.
+ACTIVITY_QUERIES = 1
 ACTIVITY_QUERIES_COLD = 3
 
 USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"

@@ -10,11 +10,11 @@ from django.test import Client
 
 from members.models import Action, ActivityLog, Member, Profile
 
-# Member (auth middleware) and profile; the session comes from the cache.
-PROFILE_QUERIES = 2
-# Member, profile, then the service: savepoint, profile locked, profile saved, activity
-# recorded, savepoint released.
-PROFILE_SAVE_QUERIES = 7
+# The profile; the session and the member come from the cache (members/authentication.py).
+PROFILE_QUERIES = 1
+# Profile, then the service: savepoint, profile locked, profile saved, activity recorded,
+# savepoint released.
+PROFILE_SAVE_QUERIES = 6
 
 
 @pytest.fixture(autouse=True)

@@ -40,11 +40,13 @@ def test_a_session_ends_after_the_absolute_timeout_however_busy(client, alice):
         assert client.get("/dashboard/").status_code == 302
 
 
-def test_a_suspended_member_is_logged_out_at_their_next_request(client, alice):
+def test_a_suspended_member_is_logged_out_at_their_next_request(client, alice, django_capture_on_commit_callbacks):
     client.force_login(alice)
     assert client.get("/dashboard/").status_code == 200
-    alice.status = MemberStatus.SUSPENDED
-    alice.save(update_fields=["status"])
+    # Committed, as in production: the commit invalidates the member's cached snapshot.
+    with django_capture_on_commit_callbacks(execute=True):
+        alice.status = MemberStatus.SUSPENDED
+        alice.save(update_fields=["status"])
     response = client.get("/dashboard/")
     assert response.status_code == 302
     assert SESSION_KEY not in client.session

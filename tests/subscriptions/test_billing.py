@@ -263,9 +263,10 @@ def test_subscription_page_query_count(
     client.force_login(alice)
     client.get("/subscription/")  # the plans on offer are cached from here on
 
-    # The member (the session itself comes from the cache), their live subscription with its plan,
-    # and their Stripe customer id; their time zone is cached with their profile (members/reads.py).
-    with django_assert_num_queries(3):
+    # Their live subscription with its plan, and their Stripe customer id; the session and the
+    # member come from the cache (members/authentication.py), their time zone with their profile
+    # (members/reads.py).
+    with django_assert_num_queries(2):
         response = client.get("/subscription/")
 
     assert response.status_code == 200

@@ -15,11 +15,12 @@ from subscriptions.models import Plan, Subscription, SubscriptionStatus
 from subscriptions.services import start_subscription
 from subscriptions.views import BILLING_UNAVAILABLE
 
-# Member (auth middleware), the live subscription with its plan, the plans on offer; the time
-# zone comes from the member's cached profile (members/reads.py). Warm, the plans on offer come
-# from the cache too. With billing off the member's Stripe customer is not looked up.
-SUBSCRIPTION_QUERIES = 3
-SUBSCRIPTION_QUERIES_WARM = 2
+# The live subscription with its plan, the plans on offer; the member comes from their cached
+# snapshot (members/authentication.py) and the time zone from their cached profile
+# (members/reads.py). Warm, the plans on offer come from the cache too. With billing off the
+# member's Stripe customer is not looked up.
+SUBSCRIPTION_QUERIES = 2
+SUBSCRIPTION_QUERIES_WARM = 1
 PERIOD_END = dt.datetime(2031, 3, 14, 12, tzinfo=dt.UTC)
 
 
