@@ -179,15 +179,17 @@ def log_in_pool(exclude: Sequence[int], count: int, skip: int = 0) -> list[str]:
 
 
 def log_in_members(members: Iterable[Any]) -> list[str]:
-    """Session cookies of these members: the sessions that Django's login would make, written in
-    bulk to the database and the cache as the `cached_db` engine keeps them, without a password
-    hash each."""
+    """Cookies of these members: the sessions that Django's login would make, written in bulk to
+    the database and the cache as the `cached_db` engine keeps them, without a password hash
+    each; and the CSRF cookie a browser holds from its first page (without it, every page would
+    make a new CSRF secret and send a new cookie)."""
     from django.conf import settings
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
     from django.contrib.sessions.backends.base import VALID_KEY_CHARS
     from django.contrib.sessions.backends.cached_db import SessionStore
     from django.contrib.sessions.models import Session
     from django.core.cache import caches
+    from django.middleware.csrf import CSRF_ALLOWED_CHARS, CSRF_SECRET_LENGTH
     from django.utils import timezone
     from django.utils.crypto import get_random_string
 
@@ -210,7 +212,11 @@ def log_in_members(members: Iterable[Any]) -> list[str]:
         cached[SessionStore.cache_key_prefix + key] = data
     Session.objects.bulk_create(rows, batch_size=1000)
     caches[settings.SESSION_CACHE_ALIAS].set_many(cached, timeout=settings.SESSION_COOKIE_AGE)
-    return [f"{settings.SESSION_COOKIE_NAME}={row.session_key}" for row in rows]
+    return [
+        f"{settings.SESSION_COOKIE_NAME}={row.session_key}; "
+        f"{settings.CSRF_COOKIE_NAME}={get_random_string(CSRF_SECRET_LENGTH, CSRF_ALLOWED_CHARS)}"
+        for row in rows
+    ]
 
 
 def index_present() -> bool:

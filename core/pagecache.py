@@ -36,11 +36,11 @@ from django.apps import apps
 from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
-from django.middleware.csrf import get_token
 
 from core import cache as cached
 from core import messages
 from core.cache import Namespace, TtlTier
+from core.csrf import get_token
 
 # Stand-ins in a stored body: made of characters that HTML escaping leaves alone, and not
 # something a page could contain by chance.
