@@ -121,6 +121,44 @@ def _storable(request: HttpRequest, response: HttpResponse) -> bytes | None:
     return body
 
 
+def _lookup(
+    request: HttpRequest, name: str, tier: TtlTier, namespaces: Sequence[tuple[Namespace, Hashable]], varies: Hashable
+) -> tuple[str, tuple[int | None, ...], _Page | None]:
+    """The entry's key, the namespaces' current versions (None for any not known) and the
+    entry when it may be served; one `get_many` reads the entry and the versions."""
+    fingerprint = hashlib.blake2b(repr((request.get_full_path(), varies)).encode(), digest_size=8).hexdigest()
+    key = f"page:{release()}:{name}:{','.join(str(scope) for _, scope in namespaces)}:{fingerprint}"
+    version_keys = [cached._version_key(namespace, scope) for namespace, scope in namespaces]
+    found = cache.get_many([key, *version_keys])
+    versions = tuple(found.get(version_key) for version_key in version_keys)
+    page = found.get(key)
+    if (
+        isinstance(page, _Page)
+        and None not in versions
+        and page.versions == versions
+        and page.valid_until > time.time()
+    ):
+        cached.stats.record(tier, "hits")
+        return key, versions, page
+    cached.stats.record(tier, "misses")
+    if None in versions:  # never cached for this scope yet, or the cache is down
+        versions = tuple(cached._version(namespace, scope) for namespace, scope in namespaces)
+    return key, versions, None
+
+
+def _keep(
+    request: HttpRequest, key: str, tier: TtlTier, versions: tuple[int | None, ...], content_type: str, body: bytes
+) -> None:
+    """Store a body made from data at `versions` (read before the data was), unless the cache
+    was down when they were read."""
+    if None in versions:
+        return
+    ttl = tier.ttl
+    until = min(time.time() + ttl, getattr(request, _VALID_UNTIL, None) or float("inf"))
+    cache.set(key, _Page(tuple(int(v) for v in versions if v is not None), until, content_type, body), timeout=ttl)
+    cached.stats.record(tier, "sets")
+
+
 def cached_page(
     *,
     tier: TtlTier,
@@ -138,40 +176,45 @@ def cached_page(
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if request.method != "GET" or not settings.PAGE_CACHE or messages.pending(request):
                 return view(request, *args, **kwargs)
-            namespaces: Sequence[tuple[Namespace, Hashable]] = tuple(scopes(request))
-            fingerprint = hashlib.blake2b(
-                repr((request.get_full_path(), vary(request))).encode(), digest_size=8
-            ).hexdigest()
-            key = f"page:{release()}:{name}:{','.join(str(scope) for _, scope in namespaces)}:{fingerprint}"
-            version_keys = [cached._version_key(namespace, scope) for namespace, scope in namespaces]
-            found = cache.get_many([key, *version_keys])
-            versions = tuple(found.get(version_key) for version_key in version_keys)
-            page = found.get(key)
-            if (
-                isinstance(page, _Page)
-                and None not in versions
-                and page.versions == versions
-                and page.valid_until > time.time()
-            ):
-                cached.stats.record(tier, "hits")
+            key, versions, page = _lookup(request, name, tier, tuple(scopes(request)), vary(request))
+            if page is not None:
                 return _serve(request, page)
-            cached.stats.record(tier, "misses")
-            if None in versions:  # never cached for this scope yet, or the cache is down
-                versions = tuple(cached._version(namespace, scope) for namespace, scope in namespaces)
             setattr(request, _RENDERING, True)
             try:
                 response = view(request, *args, **kwargs)
             finally:
                 setattr(request, _RENDERING, False)
             body = _storable(request, response)
-            if body is not None and None not in versions:
-                ttl = tier.ttl
-                until = min(time.time() + ttl, getattr(request, _VALID_UNTIL, None) or float("inf"))
-                entry = _Page(tuple(int(v) for v in versions if v is not None), until, response["Content-Type"], body)
-                cache.set(key, entry, timeout=ttl)
-                cached.stats.record(tier, "sets")
+            if body is not None:
+                _keep(request, key, tier, versions, response["Content-Type"], body)
             return response
 
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def cached_response(
+    request: HttpRequest,
+    *,
+    name: str,
+    tier: TtlTier,
+    scopes: Sequence[tuple[Namespace, Hashable]],
+    compute: Callable[[], Any],
+    render: Callable[[HttpRequest, Any], HttpResponse],
+    vary: Hashable = (),
+) -> HttpResponse:
+    """A GET API operation's response, its JSON body cached as `cached_page` caches a page's
+    (no stand-ins: an API response has no form and no script). Called by the operation itself,
+    after authentication and input validation, so only a request that may see the answer is
+    served it: `compute()` is what the operation would return, `render(request, result)` the
+    response the API makes of it. `name` names the operation in the key. Only a 200 is kept."""
+    if request.method != "GET" or not settings.PAGE_CACHE:
+        return render(request, compute())
+    key, versions, page = _lookup(request, name, tier, scopes, vary)
+    if page is not None:
+        return HttpResponse(page.body, content_type=page.content_type)
+    response = render(request, compute())
+    if response.status_code == 200 and not response.cookies:
+        _keep(request, key, tier, versions, response["Content-Type"], response.content)
+    return response

@@ -6,14 +6,19 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from ninja import Field, Path, Query, Router, Schema, Status
+from ninja.renderers import JSONRenderer
 from pydantic import ConfigDict, field_validator
 
+from core import pagecache
 from core.api import ApiError, FieldError, PlainInt, Timestamp, documented, in_utc, invalid_input, optional_not_null
+from core.cache import MEDIUM, MEMBER
 from members import services
 from members.api_auth import READ, WRITE, TokenRequest
 from members.forms import ProfileForm, time_zone_choices
@@ -22,6 +27,25 @@ from members.models import Action, ActivityLog, ApiToken, Member, MemberStatus, 
 from members.pagination import decode_cursor, encode_cursor
 from members.reads import ProfileSummary, profile_summary
 from members.views import TOKENS_ENDED_WINDOW, TOKENS_LISTED
+
+# --- Render-once responses -------------------------------------------------------------------
+
+_RENDERER = JSONRenderer()  # django-ninja's, which the API answers with (portal.api)
+
+
+def _rendered(request: HttpRequest, result: Schema) -> HttpResponse:
+    """The 200 django-ninja makes of an operation's schema, as its JSON renderer makes it."""
+    content = _RENDERER.render(request, result.model_dump(), response_status=200)
+    return HttpResponse(content, content_type=f"{_RENDERER.media_type}; charset={_RENDERER.charset}")
+
+
+def _member_response(request: TokenRequest, name: str, compute: Callable[[], Schema]) -> HttpResponse:
+    """A GET of the caller's own data: the JSON body cached under the member's MEMBER version
+    (core/pagecache.py), which every write of their rows moves on; the key has the full path, so
+    each filter and cursor is its own entry. Authentication, scopes and input checks ran before."""
+    scopes = [(MEMBER, request.auth.member_id)]
+    return pagecache.cached_response(request, name=name, tier=MEDIUM, scopes=scopes, compute=compute, render=_rendered)
+
 
 # --- /me -------------------------------------------------------------------------------------
 
@@ -172,10 +196,10 @@ router = Router(tags=["members"])
 
 
 @router.get("/me", auth=READ, operation_id="get_me", response=documented({200: MeOut, 304: None}))
-def get_me(request: TokenRequest) -> MeOut:
+def get_me(request: TokenRequest) -> HttpResponse:
     """The member the token belongs to: their account and profile."""
     member = request.auth.member
-    return _me(member, profile_summary(member.pk))
+    return _member_response(request, "get_me", lambda: _me(member, profile_summary(member.pk)))
 
 
 @router.patch(
@@ -230,11 +254,15 @@ def update_me(request: TokenRequest, payload: ProfilePatch) -> MeOut:
     operation_id="list_activity",
     response=documented({200: ActivityPage, 304: None}, 422),
 )
-def list_activity(request: TokenRequest, filters: Query[ActivityFilters]) -> ActivityPage:
+def list_activity(request: TokenRequest, filters: Query[ActivityFilters]) -> HttpResponse:
     """The member's activity, newest first, a page at a time.
 
     Pages are cut by a keyset cursor, so every page costs the same however deep it is, and
     entries added meanwhile never shift a page. Repeat the filters with each `cursor`."""
+    return _member_response(request, "list_activity", lambda: _activity_page(request, filters))
+
+
+def _activity_page(request: TokenRequest, filters: ActivityFilters) -> ActivityPage:
     entries = ActivityLog.objects.for_member(request.auth.member)
     if filters.action:
         entries = entries.filter(action=filters.action)

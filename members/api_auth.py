@@ -12,6 +12,7 @@ from ninja.security import HttpBearer
 from core.api import ApiError
 from core.ratelimit import hit_token
 from members import services, tokens
+from members.authentication import authenticate_token
 from members.http import origin
 from members.models import ApiToken, TokenScope
 
@@ -86,7 +87,7 @@ class TokenAuth(HttpBearer):
         return self.authenticate(request, credentials.strip())
 
     def authenticate(self, request: HttpRequest, token: str) -> ApiToken:
-        found = ApiToken.objects.authenticate(token)
+        found = authenticate_token(token)
         if found is None:
             raise ApiError(
                 401,

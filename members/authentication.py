@@ -1,4 +1,5 @@
-"""The logged-in member of a request, from the cache: no database query on a warm request.
+"""The logged-in member of a request and the API token of an API call, from the cache: no
+database query on a warm request.
 
 Django's `AuthenticationMiddleware` reads the member's row on every request that looks at
 `request.user`, to check the session against it (`get_session_auth_hash`) and that the member
@@ -18,6 +19,8 @@ What is cached, and what is not:
   through `auth.get_user`, which rotates or ends it exactly as Django does.
 - Nothing is cached for a request without a logged-in session, nor when the cache is down: then
   every request reads the row, as without this middleware.
+
+`authenticate_token` does the same for the API's bearer tokens (see its docstring).
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ from django.utils.functional import SimpleLazyObject
 from core import cache as cached
 from core.cache import MEDIUM, MEMBER
 from core.pagecache import release
-from members.models import Member
+from members import tokens
+from members.models import ApiToken, Member
 
 
 @dataclass(frozen=True)
@@ -99,12 +103,73 @@ def get_member(request: HttpRequest) -> Any:
     return user
 
 
-def _store(member_id: Hashable, version: int, member: Member) -> None:
+def _without_password(member: Member) -> Member:
     held = copy.copy(member)
     held.__dict__.pop("password", None)  # deferred: loaded from the database when used
-    snapshot = _Snapshot(int(version), held, member.get_session_auth_hash())
+    return held
+
+
+def _store(member_id: Hashable, version: int, member: Member) -> None:
+    snapshot = _Snapshot(int(version), _without_password(member), member.get_session_auth_hash())
     cache.set(_key(member_id), snapshot, timeout=MEDIUM.ttl)
     cached.stats.record(MEDIUM, "sets")
+
+
+# --- API tokens ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _TokenEntry:
+    """What the cache knows of a token: always its member (a token never changes hands), and
+    once a request has read the member's version before the row, the token row as of it."""
+
+    member_id: int
+    version: int | None = None
+    token: ApiToken | None = None
+
+
+def _token_key(token_hash: str) -> str:
+    return f"api-token:{release()}:{token_hash}"
+
+
+def authenticate_token(plain: str) -> ApiToken | None:
+    """`ApiToken.objects.authenticate`, from the cache when it can: the live token of an active
+    member that `plain` is, with its member (without the password hash), or None.
+
+    The token row is kept under its member's MEMBER version, which every write of the member's
+    rows moves on (revoking a token records the member's activity, deactivating saves the
+    member), and checked for expiry on each use. It is stored only by a request that read the
+    version before the row, and the member's id is needed to read the version: so the first use
+    of a token only notes its member, the second stores the row, and from then on a request costs
+    two cache round trips and no query. A token that is not usable is never cached."""
+    if not tokens.is_well_formed(plain):
+        return None
+    key = _token_key(tokens.hash_token(plain))
+    entry = cache.get(key)
+    version = None
+    if isinstance(entry, _TokenEntry):
+        version = cache.get(cached._version_key(MEMBER, entry.member_id))
+        if entry.token is not None and version is not None and entry.version == version:
+            cached.stats.record(MEDIUM, "hits")
+            held = entry.token
+            return held if held.is_live() and held.member.is_active else None
+        if version is None:
+            version = cached._version(MEMBER, entry.member_id)
+    cached.stats.record(MEDIUM, "misses")
+    token = ApiToken.objects.authenticate(plain)
+    if token is None:
+        return None
+    if isinstance(entry, _TokenEntry) and entry.member_id == token.member_id and version is not None:
+        held = copy.copy(token)
+        held.member = _without_password(token.member)
+        cache.set(key, _TokenEntry(token.member_id, int(version), held), timeout=MEDIUM.ttl)
+        cached.stats.record(MEDIUM, "sets")
+    else:
+        cache.set(key, _TokenEntry(token.member_id), timeout=MEDIUM.ttl)
+    return token
+
+
+# --- The middleware ----------------------------------------------------------------------------
 
 
 def _cached_member(request: HttpRequest) -> Any:
