@@ -13,7 +13,8 @@ from django.utils.cache import patch_cache_control, patch_vary_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from core import ratelimit
+from core import pagecache, ratelimit
+from core.cache import ALL, CONFIG, LONG
 from members.forms import ConfirmPasswordForm
 from members.http import MemberRequest, origin
 from members.models import Action
@@ -27,12 +28,18 @@ from subscriptions.reads import plans_on_offer
 def landing(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("dashboard")
-    response = render(request, "portal/landing.html", {"plans": plans_on_offer()})
+    response = _landing_page(request)
     # The same page for every anonymous visitor, so shared caches (a CDN) may keep it briefly;
     # `Vary: Cookie` keeps a logged-in member's or a flash message's version out of them.
     patch_cache_control(response, public=True, max_age=settings.CACHE_TTL_SHORT)
     patch_vary_headers(response, ["Cookie"])
     return response
+
+
+@pagecache.cached_page(tier=LONG, scopes=lambda request: [(CONFIG, ALL)])
+def _landing_page(request: HttpRequest) -> HttpResponse:
+    """The landing page of every anonymous visitor, rendered once per change of the plans."""
+    return render(request, "portal/landing.html", {"plans": plans_on_offer()})
 
 
 @never_cache

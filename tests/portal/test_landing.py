@@ -41,9 +41,21 @@ def test_static_stylesheet_is_served(client, db):
 
 
 def test_the_anonymous_landing_page_may_be_cached_briefly_by_shared_caches(client, db, settings):
+    for _ in range(2):  # rendered, then from the page cache (core/pagecache.py): the same headers
+        response = client.get("/")
+        assert response["Cache-Control"] == f"public, max-age={settings.CACHE_TTL_SHORT}"
+        assert "Cookie" in response["Vary"]
+
+
+def test_a_logged_in_member_never_gets_the_cached_anonymous_page(client, alice):
+    client.get("/")
+    client.get("/")  # the anonymous page, from the cache
+
+    client.force_login(alice)
     response = client.get("/")
-    assert response["Cache-Control"] == f"public, max-age={settings.CACHE_TTL_SHORT}"
-    assert "Cookie" in response["Vary"]
+
+    assert response.status_code == 302
+    assert response["Location"] == "/dashboard/"
 
 
 def test_static_files_are_cached_for_a_year_in_production(tmp_path):
