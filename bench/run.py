@@ -15,12 +15,12 @@ the same run, and the effect of the cache, the activity index and the monitoring
    after a short warm-up, each path right after a short run of the baseline. Per path: the CPU
    time of the server's processes (/proc) per request and its ratio to that baseline's, requests
    per second and its ratio to that baseline's, p50, p95 and p99 latency, and beside wrk's p95
-   the portal's own (its latency histogram as /metrics serves it, before and after), responses that were
-   not 2xx/3xx and socket errors, per request the SQL queries of the view (what the tests pin),
-   the SQL statements the process sent and the cache hit rate (the Prometheus counters that
-   /metrics serves, before and after), and the peak RSS of the largest gunicorn worker (read
-   from /proc while the path runs). Then, in this process, the Python calls per request of each
-   GET path (bench/request_cost.py), and of the baseline in a process of its own.
+   the portal's own (its latency histogram as /metrics serves it, before and after), responses
+   that were not 2xx/3xx and socket errors, per request the SQL queries of the view (what the
+   tests pin), the SQL statements the process sent and the cache hit rate (the Prometheus
+   counters that /metrics serves, before and after), and the peak RSS of the largest gunicorn
+   worker (read from /proc while the path runs). Then, in this process, the Python calls per
+   request of each GET path (bench/request_cost.py), and of the baseline in a process of its own.
 4. Effects, one thing turned off at a time, the two sides alternated `--rounds` times: the cache
    (bench/settings_nocache.py) and the monitoring stack (bench/settings_nomonitoring.py); and the
    activity composite index, dropped on the bench database (and always rebuilt afterwards), for
@@ -61,7 +61,7 @@ from bench.data import (  # noqa: E402
     restore_index,
     setup_django,
 )
-from bench.load import Result, cold_queries, measure, one_line  # noqa: E402
+from bench.load import Result, cold_queries, measure, one_line, optional  # noqa: E402
 from bench.options import COLD_PROBES, COMPOSITE_INDEX, LOGIN_EMAIL, Options, parse_options  # noqa: E402
 from bench.paths import MEMBER_PAGES, Path_, Request, activity_page, cold_dashboard, member_paths  # noqa: E402
 from bench.report import Effect, Run, machine, markdown, save, targets  # noqa: E402
@@ -192,6 +192,7 @@ def bench(options: Options, workdir: Path, sentry: SentryStub, servers: list[Ser
         # /metrics in this process would read this process's registry, not the workers' files.
         if result.key in counted and result.key != "metrics":
             result.python_calls = path_calls(counted[result.key])
+            print(f"  {result.title}: {optional(result.python_calls, ',')}", flush=True)
     hello_calls = baseline_calls(options)
     for result in run.baseline:
         result.python_calls = hello_calls
