@@ -1,5 +1,6 @@
 """The load: wrk (bench/wrk.lua) from its own process against one server, and what one path
-measures there (`Result`): throughput, latency, errors, and per request the SQL and the cache."""
+measures there (`Result`): throughput, latency (wrk's, and the portal's own histogram's p95),
+errors, and per request the server's CPU time, the SQL and the cache."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from typing import Any
 
 from bench.options import PROXY, WRK_SCRIPT, Options
 from bench.paths import Path_, Request
-from bench.profiling import Profiler, RssSampler
-from bench.servers import Server
+from bench.profiling import Profiler, RssSampler, cpu_seconds, server_cpu
+from bench.servers import Server, bucket_delta, histogram_quantile
 
 
 @dataclass
@@ -38,19 +39,32 @@ class Result:
     cache_hit_rate: float | None
     cache_reads_per_request: float | None
     peak_rss_mb: float | None
+    # CPU time of the gunicorn master and workers over the load, per request wrk completed.
+    cpu_ms: float | None
+    # p95 of the portal's portal_request_duration_seconds over the load (None if it saw no request).
+    portal_p95_ms: float | None
     baseline_rps: float | None = None  # the baseline measured just before this path
     ratio: float | None = None  # rps / baseline_rps
+    baseline_cpu_ms: float | None = None  # the CPU per request of that same baseline
+    cpu_ratio: float | None = None  # cpu_ms / baseline_cpu_ms
+    python_calls: int | None = None  # per request, in process (bench/request_cost.py); GET paths only
+
+
+# What a table shows for a figure that a path does not have (as issue 21's tables do).
+MISSING = "\N{EN DASH}"
 
 
 def optional(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+    return MISSING if value is None else format(value, spec)
 
 
 def one_line(result: Result) -> str:
     baseline = f" ({result.ratio:.2f} of the baseline's {result.baseline_rps:,.0f})" if result.ratio else ""
+    cpu = f" ({result.cpu_ratio:.1f}x the baseline's)" if result.cpu_ratio else ""
     return (
-        f"{result.title}: {result.rps:,.0f} req/s{baseline}, p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
-        f"{result.errors} errors, {optional(result.queries_per_request, '.1f')} queries/req"
+        f"{result.title}: {optional(result.cpu_ms, '.2f')} ms CPU/req{cpu}, {result.rps:,.0f} req/s{baseline}, "
+        f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, {result.errors} errors, "
+        f"{optional(result.queries_per_request, '.1f')} queries/req"
     )
 
 
@@ -94,11 +108,15 @@ def measure(options: Options, server: Server, path: Path_, workdir: Path, *, qui
     if options.warmup:
         run_wrk(options, server, path.warmup or path.requests, workdir, options.warmup, path.timeout)
     before = server.settled(path.timeout) if server.metrics else None
+    histogram_before = server.latency_buckets() if server.metrics else None
     seconds = path.duration or options.duration
     profiling = path.key in options.profile and server.name == "portal"
     with RssSampler(server) as rss, Profiler(server, path.key, seconds) if profiling else contextlib.nullcontext():
+        cpu_before = server_cpu(server)
         wrk = run_wrk(options, server, path.requests, workdir, seconds, path.timeout)
-    statements = queries = hit_rate = reads = None
+        cpu_after = server_cpu(server)
+    cpu = cpu_seconds(cpu_before, cpu_after)
+    statements = queries = hit_rate = reads = portal_p95 = None
     if before is not None:
         # The server's own count of requests is the divisor: it includes those that wrk left in
         # flight when it stopped, whose queries the counters include too.
@@ -110,6 +128,9 @@ def measure(options: Options, server: Server, path: Path_, workdir: Path, *, qui
         cache_reads = delta["hits"] + delta["misses"]
         reads = cache_reads / served
         hit_rate = delta["hits"] / cache_reads if cache_reads else None
+    if histogram_before is not None:
+        p95 = histogram_quantile(0.95, bucket_delta(histogram_before, server.latency_buckets()))
+        portal_p95 = None if p95 is None else p95 * 1000
     latency = wrk["latency_us"]
     errors = wrk["errors"]
     seconds = wrk["duration_us"] / 1e6  # what wrk measured, a little over the duration asked for
@@ -134,6 +155,8 @@ def measure(options: Options, server: Server, path: Path_, workdir: Path, *, qui
         cache_hit_rate=hit_rate,
         cache_reads_per_request=reads,
         peak_rss_mb=max(rss.peaks.values()) / 1024 if rss.peaks else None,
+        cpu_ms=cpu * 1000 / wrk["requests"] if wrk["requests"] else None,
+        portal_p95_ms=portal_p95,
     )
     if not quiet:
         print(f"  {one_line(result)}", flush=True)

@@ -36,11 +36,12 @@ class Path_:
     duration: int = 0  # seconds of load, if not the run's
 
 
-def cold_dashboard(subject: Subject, pool_size: int, warm: Request) -> Path_:
+def cold_dashboard(subject: Subject, pool_size: int, warm: Request, skip: int = 0) -> Path_:
     """The dashboard with nothing cached: each request from another member of a pool of fresh
-    sessions, larger than the requests a run makes (`laps` in the results says if it was not).
-    Its warm-up is the warm dashboard's, so that no member of the pool is read before."""
-    pool = log_in_pool([subject.member_id, subject.sparse.member_id], pool_size)
+    sessions (bench members after the first `skip`), larger than the requests a run makes (`laps`
+    in the results says if it was not). Its warm-up is the warm dashboard's, so that no member of
+    the pool is read before."""
+    pool = log_in_pool([subject.member_id, subject.sparse.member_id], pool_size, skip)
     return Path_(
         "dashboard_cold",
         "dashboard, cold cache (a new member each request)",

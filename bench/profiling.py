@@ -1,9 +1,10 @@
-"""What the workers do while a path runs: their peak memory (/proc), and where their CPU time
-goes (py-spy, `--profile`)."""
+"""What the server's processes do while a path runs: the CPU time they use and their peak memory
+(both from /proc), and where their CPU time goes (py-spy, `--profile`)."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import subprocess
 import sys
@@ -12,6 +13,34 @@ from pathlib import Path
 
 from bench.options import RESULTS, ROOT
 from bench.servers import Server
+
+# The unit of the CPU times in /proc/<pid>/stat.
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ticks(stat: str) -> int:
+    """utime + stime of a process (all its threads), in clock ticks, from its /proc/<pid>/stat
+    line. Fields are counted from the last ")": the command name before it, in parentheses, may
+    itself hold spaces and parentheses."""
+    fields = stat[stat.rindex(")") + 1 :].split()
+    # fields[0] is field 3 of proc(5) (the state); utime and stime are fields 14 and 15.
+    return int(fields[11]) + int(fields[12])
+
+
+def server_cpu(server: Server) -> dict[int, int]:
+    """CPU ticks used so far by the gunicorn master and each worker alive now, by pid."""
+    ticks = {}
+    for pid in (server.process.pid, *server.worker_pids()):
+        with contextlib.suppress(OSError, ValueError, IndexError):  # a process that just exited
+            ticks[pid] = cpu_ticks(Path(f"/proc/{pid}/stat").read_text())
+    return ticks
+
+
+def cpu_seconds(before: dict[int, int], after: dict[int, int]) -> float:
+    """CPU seconds the server used between two readings of `server_cpu`: for each process alive at
+    the second, what it used since the first (all of it if it started in between). A worker that
+    died in between takes its CPU time with it; gunicorn here recycles none (no max_requests)."""
+    return sum(ticks - before.get(pid, 0) for pid, ticks in after.items()) / CLOCK_TICKS
 
 
 class RssSampler:

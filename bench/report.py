@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench.load import Result, optional
+from bench.load import MISSING, Result, optional
 from bench.options import RESULTS, Options
 from bench.paths import MEMBER_PAGES
 
@@ -43,6 +43,19 @@ class Effect:
     def off_rps(self) -> float:
         return statistics.fmean(result.rps for result in self.off)
 
+    @property
+    def on_cpu_ms(self) -> float | None:
+        return mean_cpu_ms(self.on)
+
+    @property
+    def off_cpu_ms(self) -> float | None:
+        return mean_cpu_ms(self.off)
+
+
+def mean_cpu_ms(results: list[Result]) -> float | None:
+    values = [result.cpu_ms for result in results if result.cpu_ms is not None]
+    return statistics.fmean(values) if values else None
+
 
 @dataclass
 class Run:
@@ -61,6 +74,11 @@ class Run:
     @property
     def baseline_rps(self) -> float:
         return statistics.median(result.rps for result in self.baseline)
+
+    @property
+    def baseline_cpu_ms(self) -> float | None:
+        values = [result.cpu_ms for result in self.baseline if result.cpu_ms is not None]
+        return statistics.median(values) if values else None
 
     def path(self, key: str) -> Result:
         return next(result for result in self.paths if result.key == key)
@@ -115,37 +133,51 @@ def median_baseline(run: Run) -> Result:
     return ranked[len(ranked) // 2]
 
 
-def markdown(run: Run) -> str:
-    options = run.options
-    rates = sorted(result.rps for result in run.baseline)
+def paths_table(run: Run) -> list[str]:
+    """The table of paths, the median baseline first. Its first figure is the CPU ratio, which
+    the targets use (issue 21): the server's CPU time per request over the baseline's, measured
+    seconds apart. Beside wrk's p95, the portal's own (its latency histogram, as /metrics serves it)."""
     lines = [
-        f"{options.members:,} members, {options.activity:,} activity rows; {options.workers} gunicorn workers; "
-        f"wrk, {options.connections} connections, {options.duration} s per path after {options.warmup} s of "
-        f"warm-up. Each path's ratio is to the baseline measured for {options.baseline_seconds} s just before it: "
-        f"{len(rates)} baselines, {rates[0]:,.0f} to {rates[-1]:,.0f} req/s (median {run.baseline_rps:,.0f}).",
-        "",
-        "| path | req/s | x baseline | p50 ms | p95 ms | p99 ms | errors | queries/req | SQL/req | cache hits "
-        "| peak RSS/worker |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| path | CPU x baseline | CPU ms/req | req/s | req/s x baseline | p50 ms | p95 ms | portal p95 ms "
+        "| p99 ms | errors | Python calls/req | queries/req | SQL/req | cache hits | peak RSS/worker |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for result in [median_baseline(run), *run.paths]:
         if result.key == "baseline":
-            result = replace(result, title=f"{result.title} (median)", ratio=1.0)
-        hits = optional(result.cache_hit_rate, ".0%")
-        rss = "-" if result.peak_rss_mb is None else f"{result.peak_rss_mb:.0f} MB"
+            result = replace(result, title=f"{result.title} (median)", ratio=1.0, cpu_ratio=1.0)
+        rss = MISSING if result.peak_rss_mb is None else f"{result.peak_rss_mb:.0f} MB"
         lines.append(
-            f"| {result.title} | {result.rps:,.0f} | {optional(result.ratio, '.3f')} | {result.p50_ms:.1f} | "
-            f"{result.p95_ms:.1f} | {result.p99_ms:.1f} | {result.errors} | "
-            f"{optional(result.queries_per_request, '.1f')} | {optional(result.statements_per_request, '.1f')} | "
-            f"{hits} | {rss} |"
+            f"| {result.title} | {optional(result.cpu_ratio, '.1f')} | {optional(result.cpu_ms, '.2f')} | "
+            f"{result.rps:,.0f} | {optional(result.ratio, '.3f')} | {result.p50_ms:.1f} | {result.p95_ms:.1f} | "
+            f"{optional(result.portal_p95_ms, '.1f')} | {result.p99_ms:.1f} | {result.errors} | "
+            f"{optional(result.python_calls, ',')} | {optional(result.queries_per_request, '.1f')} | "
+            f"{optional(result.statements_per_request, '.1f')} | {optional(result.cache_hit_rate, '.0%')} | {rss} |"
         )
+    return lines
+
+
+def markdown(run: Run) -> str:
+    options = run.options
+    rates = sorted(result.rps for result in run.baseline)
+    cpu = sorted(result.cpu_ms for result in run.baseline if result.cpu_ms is not None)
+    cpu_range = f", {cpu[0]:.3f} to {cpu[-1]:.3f} ms of CPU a request (median {run.baseline_cpu_ms:.3f})" if cpu else ""
+    lines = [
+        f"{options.members:,} members, {options.activity:,} activity rows; {options.workers} gunicorn workers; "
+        f"wrk, {options.connections} connections, {options.duration} s per path after {options.warmup} s of "
+        f"warm-up. Each path's ratios are to the baseline measured for {options.baseline_seconds} s just before "
+        f"it: {len(rates)} baselines, {rates[0]:,.0f} to {rates[-1]:,.0f} req/s (median {run.baseline_rps:,.0f})"
+        f"{cpu_range}. Python calls: in process, without Sentry (bench/request_cost.py).",
+        "",
+        *paths_table(run),
+    ]
     lines += [
         "",
         f"Effects, one thing off at a time (means of {options.rounds} alternating rounds each side; the index: one "
         "round, and the page's query alone, median of 5 EXPLAIN ANALYZE):",
         "",
-        "| effect | path | on req/s | off req/s | on p50 / p99 ms | off p50 / p99 ms | on ÷ off |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| effect | path | on req/s | off req/s | on p50 / p99 ms | off p50 / p99 ms | on ÷ off "
+        "| on / off CPU ms/req | CPU off ÷ on |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
     def latency(results: list[Result]) -> str:
@@ -155,14 +187,17 @@ def markdown(run: Run) -> str:
 
     for effect in run.effects:
         speed = effect.on_rps / effect.off_rps if effect.off_rps else float("inf")
+        on_cpu, off_cpu = effect.on_cpu_ms, effect.off_cpu_ms
+        saving = f"{off_cpu / on_cpu:,.2f}x" if on_cpu and off_cpu is not None else MISSING
         lines.append(
             f"| {effect.effect} | {effect.title} | {effect.on_rps:,.0f} | {effect.off_rps:,.1f} | "
-            f"{latency(effect.on)} | {latency(effect.off)} | {speed:,.2f}x |"
+            f"{latency(effect.on)} | {latency(effect.off)} | {speed:,.2f}x | "
+            f"{optional(on_cpu, '.2f')} / {optional(off_cpu, '.2f')} | {saving} |"
         )
         if effect.query_on_ms is not None and effect.query_off_ms is not None:
             lines.append(
                 f"| index | ↳ its query: {effect.plan_on} / {effect.plan_off} | | | {effect.query_on_ms:.3f} ms | "
-                f"{effect.query_off_ms:,.3f} ms | {effect.query_off_ms / max(effect.query_on_ms, 0.001):,.0f}x |"
+                f"{effect.query_off_ms:,.3f} ms | {effect.query_off_ms / max(effect.query_on_ms, 0.001):,.0f}x | | |"
             )
     lines += ["", "| target (issue 9) | measured | holds |", "|---|---:|:---:|"]
     for row in run.targets:
@@ -239,6 +274,7 @@ def save(run: Run, markdown_text: str) -> Path:
     stem = f"{stamp}-m{run.options.members}-a{run.options.activity}"
     data = asdict(run)
     data["baseline_rps"] = run.baseline_rps
+    data["baseline_cpu_ms"] = run.baseline_cpu_ms
     data["markdown"] = markdown_text
     data["command"] = " ".join(sys.argv)
     text = json.dumps(data, indent=2, default=str) + "\n"

@@ -13,6 +13,10 @@ PostgreSQL and Redis is in neither number.
     python bench/request_cost.py /dashboard/ /api/v1/me
     python bench/request_cost.py --sentry-rate 0.1 /dashboard/ /api/v1/me
     python bench/request_cost.py --settings bench.settings_nomonitoring /dashboard/
+    python bench/request_cost.py --settings bench.baseline.settings --json /
+
+`make bench` (bench/run.py) counts the Python calls of its paths with the functions below
+(`request`, `warm`, `calls_per_request`), and the baseline's with `--json`.
 """
 
 from __future__ import annotations
@@ -20,20 +24,29 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import itertools
+import json
 import os
 import pstats
+import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.data import base_env, log_in_members
-from bench.options import parse_options
+from bench.options import ROOT, Options, parse_options
+from bench.paths import Path_
 from bench.sentry_stub import SentryStub
 from tools.servers import HOST
+
+# Requests sent before anything is counted: templates compiled, connections open, the cache filled.
+WARM_REQUESTS = 50
+# Requests counted per path by `make bench`: the count hardly moves from one request to the next.
+BENCH_REQUESTS = 20
 
 
 def main() -> None:
@@ -45,6 +58,7 @@ def main() -> None:
     parser.add_argument("--sentry-rate", type=float, help="initialise Sentry (to a stub) at this traces sample rate")
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--profile", action="store_true", help="print the functions that took the most time")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead: calls and CPU by path")
     arguments = parser.parse_args()
 
     options = parse_options(["--members", str(arguments.members), "--activity", str(arguments.activity)])
@@ -61,24 +75,27 @@ def main() -> None:
     # The baseline (bench/baseline/) has no database or apps: nothing to log in with.
     headers = (lambda path: {}) if arguments.settings.startswith("bench.baseline") else credentials()
     sentry = f"Sentry at {arguments.sentry_rate:g}" if arguments.sentry_rate is not None else "no Sentry"
-    print(f"{arguments.settings}, {sentry}; per request:")
+    if not arguments.json:
+        print(f"{arguments.settings}, {sentry}; per request:")
+    costs = {}
     for path in arguments.paths:
         call = request(application, path, headers(path))
-        for _ in range(50):  # warm: templates compiled, connections open, the cache filled
-            status = call()
+        status = warm([call])
         if not status.startswith("200"):
             raise SystemExit(f"{path} answered {status}")
-        cpu = min(cpu_per_request(call, arguments.requests) for _ in range(3))
-        profiler = cProfile.Profile()
-        profiler.runcall(cpu_per_request, call, arguments.requests)
-        stats = pstats.Stats(profiler)
-        calls = stats.total_calls // arguments.requests  # type: ignore[attr-defined]  # not in typeshed
+        cpu = min(cpu_per_request([call], arguments.requests) for _ in range(3))
+        calls, stats = calls_per_request([call], arguments.requests)
+        costs[path] = {"python_calls": calls, "cpu_ms": round(cpu, 3)}
+        if arguments.json:
+            continue
         print(f"  {path:28} {calls:7,} Python calls  {cpu:6.2f} ms CPU")
         if arguments.profile:
             out = io.StringIO()
             stats.stream = out  # type: ignore[attr-defined]  # not in typeshed
             stats.sort_stats("cumulative").print_stats(40)
             print(out.getvalue())
+    if arguments.json:
+        print(json.dumps(costs))
 
 
 def credentials() -> Callable[[str], dict[str, str]]:
@@ -149,11 +166,71 @@ def request(application: Callable[..., Iterable[bytes]], path: str, headers: dic
     return call
 
 
-def cpu_per_request(call: Callable[[], str], requests: int) -> float:
+def wsgi_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """HTTP request headers as the WSGI environ carries them (`Cookie` as `HTTP_COOKIE`), for
+    `request`: what gunicorn hands the application for the same request."""
+    environ = {}
+    for name, value in headers.items():
+        key = name.upper().replace("-", "_")
+        environ[key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{key}"] = value
+    return environ
+
+
+def warm(calls: Sequence[Callable[[], str]]) -> str:
+    """WARM_REQUESTS requests, taking `calls` in turn; the status line of the last."""
+    status = ""
+    for call in itertools.islice(itertools.cycle(calls), WARM_REQUESTS):
+        status = call()
+    return status
+
+
+def cpu_per_request(calls: Sequence[Callable[[], str]], requests: int) -> float:
+    """CPU time of this process per request, in ms, over `requests` requests taking `calls` in turn."""
     started = time.process_time()
-    for _ in range(requests):
+    for call in itertools.islice(itertools.cycle(calls), requests):
         call()
     return (time.process_time() - started) * 1000 / requests
+
+
+def calls_per_request(calls: Sequence[Callable[[], str]], requests: int) -> tuple[int, pstats.Stats]:
+    """Function calls per request counted by cProfile (Python functions and the C functions they
+    call) over `requests` requests taking `calls` in turn, and the profile. Unlike a time, the
+    count is the same on a busy machine as on an idle one."""
+    profiler = cProfile.Profile()
+    profiler.runcall(cpu_per_request, calls, requests)
+    stats = pstats.Stats(profiler)
+    total: int = stats.total_calls  # type: ignore[attr-defined]  # not in typeshed
+    return total // requests, stats
+
+
+def path_calls(path: Path_) -> int | None:
+    """Python calls per request of one of `make bench`'s paths (bench/paths.py), in this process
+    (Django set up on the bench's settings): the WSGI application that gunicorn serves, sent the
+    path's own requests (its session or token and headers) in turn, BENCH_REQUESTS of them after
+    WARM_REQUESTS of its warm-up. None for a path with other requests than GETs, or none (a
+    pool of fresh members that the database ran out of)."""
+    from portal.wsgi import application
+
+    if not path.requests or any(r.method != "GET" for r in (*path.requests, *path.warmup)):
+        return None
+    warmed = warm([request(application, r.path, wsgi_headers(r.headers)) for r in path.warmup or path.requests])
+    calls = [request(application, r.path, wsgi_headers(r.headers)) for r in path.requests]
+    count, _ = calls_per_request(calls, BENCH_REQUESTS)
+    for status in (warmed, calls[0]()):  # a wrong answer fails the count, as `load.check` fails the load
+        if not status.startswith(f"{path.expect} "):
+            raise RuntimeError(f"{path.title}: in process, {path.requests[0].path} answered {status}")
+    return count
+
+
+def baseline_calls(options: Options) -> int:
+    """Python calls per request of the bare baseline's hello (bench/baseline/), counted by this
+    script in a process of its own: its settings cannot share a process with the portal's."""
+    command = [sys.executable, str(ROOT / "bench" / "request_cost.py"), "--settings", "bench.baseline.settings"]
+    command += ["--members", str(options.members), "--activity", str(options.activity)]
+    command += ["--requests", str(BENCH_REQUESTS), "--json", "/"]
+    done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT)  # noqa: S603
+    calls: int = json.loads(done.stdout.splitlines()[-1])["/"]["python_calls"]
+    return calls
 
 
 if __name__ == "__main__":

@@ -12,12 +12,15 @@ the same run, and the effect of the cache, the activity index and the monitoring
    the admin's second-factor requirement is turned off (ADMIN_REQUIRE_MFA=false); the login POST
    path runs on a server whose login rate limits are lifted (bench/settings_login.py).
 3. Load: wrk (bench/wrk.lua) from its own process on loopback, at a fixed number of connections,
-   after a short warm-up, each path right after a short run of the baseline. Per path: requests
-   per second and its ratio to that baseline's, p50,
-   p95 and p99 latency, responses that were not 2xx/3xx and socket errors, per request the SQL
-   queries of the view (what the tests pin), the SQL statements the process sent and the cache
-   hit rate (the Prometheus counters that /metrics serves, before and after), and the peak RSS
-   of the largest gunicorn worker (read from /proc while the path runs).
+   after a short warm-up, each path right after a short run of the baseline. Per path: the CPU
+   time of the server's processes (/proc) per request and its ratio to that baseline's, requests
+   per second and its ratio to that baseline's, p50, p95 and p99 latency, and beside wrk's p95
+   the portal's own (its latency histogram as /metrics serves it, before and after), responses
+   that were not 2xx/3xx and socket errors, per request the SQL queries of the view (what the
+   tests pin), the SQL statements the process sent and the cache hit rate (the Prometheus
+   counters that /metrics serves, before and after), and the peak RSS of the largest gunicorn
+   worker (read from /proc while the path runs). Then, in this process, the Python calls per
+   request of each GET path (bench/request_cost.py), and of the baseline in a process of its own.
 4. Effects, one thing turned off at a time, the two sides alternated `--rounds` times: the cache
    (bench/settings_nocache.py) and the monitoring stack (bench/settings_nomonitoring.py); and the
    activity composite index, dropped on the bench database (and always rebuilt afterwards), for
@@ -58,10 +61,11 @@ from bench.data import (  # noqa: E402
     restore_index,
     setup_django,
 )
-from bench.load import Result, cold_queries, measure, one_line  # noqa: E402
+from bench.load import Result, cold_queries, measure, one_line, optional  # noqa: E402
 from bench.options import COLD_PROBES, COMPOSITE_INDEX, LOGIN_EMAIL, Options, parse_options  # noqa: E402
 from bench.paths import MEMBER_PAGES, Path_, Request, activity_page, cold_dashboard, member_paths  # noqa: E402
 from bench.report import Effect, Run, machine, markdown, save, targets  # noqa: E402
+from bench.request_cost import BENCH_REQUESTS, baseline_calls, path_calls  # noqa: E402
 from bench.sentry_stub import SentryStub  # noqa: E402
 from bench.servers import Server, log_in, start_server  # noqa: E402
 
@@ -107,6 +111,9 @@ def bench(options: Options, workdir: Path, sentry: SentryStub, servers: list[Ser
         result = measure(options, server, path, workdir, quiet=True)
         result.baseline_rps = reference.rps
         result.ratio = result.rps / reference.rps
+        if result.cpu_ms is not None and reference.cpu_ms:
+            result.baseline_cpu_ms = reference.cpu_ms
+            result.cpu_ratio = result.cpu_ms / reference.cpu_ms
         print(f"  {one_line(result)}", flush=True)
         return result
 
@@ -176,6 +183,19 @@ def bench(options: Options, workdir: Path, sentry: SentryStub, servers: list[Ser
             effect.off.append(measure(options, portal, path, workdir))
             effect.query_off_ms, effect.plan_off = page_query(member_id, cursor)
     run.effects.extend(index_effects)
+
+    print("Python calls per request, in process (bench/request_cost.py):", flush=True)
+    # The cold dashboard's pool is warm by now: its count takes members after the pool and the probes.
+    fresh = cold_dashboard(subject, BENCH_REQUESTS, by_key["dashboard_warm"].requests[0], skip + len(probes))
+    counted = {**by_key, "dashboard_cold": fresh}
+    for result in run.paths:
+        # /metrics in this process would read this process's registry, not the workers' files.
+        if result.key in counted and result.key != "metrics":
+            result.python_calls = path_calls(counted[result.key])
+            print(f"  {result.title}: {optional(result.python_calls, ',')}", flush=True)
+    hello_calls = baseline_calls(options)
+    for result in run.baseline:
+        result.python_calls = hello_calls
     run.sentry = dict(sentry.items)
     run.targets = targets(run)
     run.finished_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

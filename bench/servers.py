@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import http.client
 import http.server
+import math
 import re
 import time
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +30,10 @@ class Response:
             if header.lower() == "set-cookie" and value.startswith(f"{name}="):
                 return value.split(";", 1)[0].split("=", 1)[1]
         raise RuntimeError(f"no {name} cookie in the response")
+
+
+# The portal's own latency histogram (monitoring/metrics.py), read beside wrk's figures.
+LATENCY_HISTOGRAM = "portal_request_duration_seconds"
 
 
 @dataclass
@@ -73,6 +79,9 @@ class Server(Gunicorn):
                     totals["hits" if sample.labels.get("result") == "hit" else "misses"] += sample.value
         return totals
 
+    def latency_buckets(self) -> dict[float, float]:
+        return latency_buckets(self.multiproc)
+
     def settled(self, timeout: float) -> dict[str, float]:
         """The counters once every request the server started has been answered: requests still
         in flight when wrk stops are finished by the server, and counted, after wrk has returned."""
@@ -82,6 +91,68 @@ class Server(Gunicorn):
             if totals["requests"] == totals["responses"] or time.monotonic() > deadline:
                 return totals
             time.sleep(0.1)
+
+
+def latency_buckets(multiproc: Path) -> dict[float, float]:
+    """The cumulative buckets of the portal's latency histogram, from the text that /metrics
+    serves: what a live Prometheus computes its p95 from.
+
+    Made from the workers' metric files in `multiproc`, as `Server.counters` reads them and as
+    /metrics makes its text, not scraped over HTTP: each scrape is itself a request that the
+    histogram times, and on a path the histogram does not see (/health/live, answered before
+    Django) the scrape would be the only observation there is."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, str(multiproc))  # type: ignore[no-untyped-call]
+    return histogram_buckets(generate_latest(registry).decode(), LATENCY_HISTOGRAM)
+
+
+def histogram_buckets(exposition: str, name: str) -> dict[float, float]:
+    """The cumulative bucket counts of histogram `name` in a Prometheus text exposition, by upper
+    bound (`le`), summed over its other labels (the member tier, the worker)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    buckets: dict[float, float] = {}
+    for family in text_string_to_metric_families(exposition):
+        if family.name != name:
+            continue
+        for sample in family.samples:
+            if sample.name == f"{name}_bucket":
+                bound = float(sample.labels["le"])
+                buckets[bound] = buckets.get(bound, 0.0) + sample.value
+    return buckets
+
+
+def bucket_delta(before: Mapping[float, float], after: Mapping[float, float]) -> dict[float, float]:
+    """What a histogram counted between two readings, bucket by bucket (a bucket that appeared
+    in between counts from zero)."""
+    return {bound: count - before.get(bound, 0.0) for bound, count in after.items()}
+
+
+def histogram_quantile(q: float, buckets: Mapping[float, float]) -> float | None:
+    """The `q` quantile of cumulative `buckets` (upper bound: count), as PromQL's
+    histogram_quantile computes it: the bucket the rank `q` x count falls in, then linear
+    interpolation between its lower bound (0 for the first bucket) and its upper bound. A rank
+    in the +Inf bucket gives the highest finite bound. None without observations or a +Inf bucket."""
+    bounds = sorted(buckets)
+    if len(bounds) < 2 or not math.isinf(bounds[-1]):
+        return None
+    counts = [buckets[bound] for bound in bounds]
+    for index in range(1, len(counts)):  # as Prometheus' ensureMonotonic: never fewer than below
+        counts[index] = max(counts[index], counts[index - 1])
+    total = counts[-1]
+    if total <= 0:
+        return None
+    rank = q * total
+    index = next(i for i, count in enumerate(counts) if count >= rank)
+    if index == len(bounds) - 1:
+        return bounds[-2]
+    if index == 0 and bounds[0] <= 0:
+        return bounds[0]
+    start, below = (bounds[index - 1], counts[index - 1]) if index else (0.0, 0.0)
+    return start + (bounds[index] - start) * (rank - below) / (counts[index] - below)
 
 
 def start_server(
