@@ -48,6 +48,8 @@ def base_env(options: Options) -> dict[str, str]:
         EMAIL_URL="dummymail://",
         API_RATE_LIMIT_PER_TOKEN=UNLIMITED,
         API_RATE_LIMIT_PER_IP=UNLIMITED,
+        # Refused tokens from 127.0.0.1 (a probe, another run) must not lock the bench out of the API.
+        API_AUTH_FAILURES_PER_IP=UNLIMITED,
         ADMIN_REQUIRE_MFA="false",
         # A sync worker needs one connection per request, plus one per health-check thread:
         # small pools keep three servers' idle connections well under max_connections.
