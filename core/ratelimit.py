@@ -27,7 +27,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.cache import cache
@@ -57,6 +57,7 @@ class Decision:
     remaining: int
     reset: int  # seconds until the window's count has dropped enough to allow a request again
     counted_in: str = ""  # the counter `hit` added this request to ("" for `peek`), for `release`
+    count: int = 0  # this request's number in the current window (0 for `peek`): 1 for its first
 
     @property
     def retry_after(self) -> int:
@@ -84,16 +85,23 @@ class RateLimited(Exception):
         self.decision = decision
 
 
-def hit(limit: Limit, subject: str) -> Decision | None:
-    """Count one request by `subject` against `limit`. None when the cache is down."""
-    now = time.time()
+def window_keys(limit: Limit, subject: str, now: float) -> tuple[str, str]:
+    """The counters of `subject` against `limit` at `now`: the current window's, the previous one's."""
     window = int(now // limit.window)
-    current_key = f"rl:{limit.name}:{subject}:{window}"
-    previous_key = f"rl:{limit.name}:{subject}:{window - 1}"
+    return f"rl:{limit.name}:{subject}:{window}", f"rl:{limit.name}:{subject}:{window - 1}"
+
+
+def hit(limit: Limit, subject: str, *, now: float | None = None, previous: int | None = None) -> Decision | None:
+    """Count one request by `subject` against `limit`. None when the cache is down. `previous`:
+    the previous window's count at `now`, when the caller read it with other keys already."""
+    now = time.time() if now is None else now
+    window = int(now // limit.window)
+    current_key, previous_key = window_keys(limit, subject, now)
     current = _count(current_key, timeout=2 * limit.window)
     if current is None:  # the cache is down
         return None
-    previous = int(cache.get(previous_key) or 0)
+    if previous is None:
+        previous = int(cache.get(previous_key) or 0)
     elapsed = now - window * limit.window
     overlap = 1 - elapsed / limit.window
     used = current + previous * overlap
@@ -108,7 +116,8 @@ def hit(limit: Limit, subject: str) -> Decision | None:
         reset = math.ceil(needed * limit.window)
     else:
         reset = math.ceil(limit.window - elapsed)
-    return Decision(limit, allowed, max(0, math.floor(limit.quota - used)), reset, counted_in=current_key)
+    remaining = max(0, math.floor(limit.quota - used))
+    return Decision(limit, allowed, remaining, reset, counted_in=current_key, count=current)
 
 
 def release(decision: Decision | None) -> None:
@@ -124,14 +133,19 @@ def release(decision: Decision | None) -> None:
         cache.decr(decision.counted_in)
 
 
-def peek(limit: Limit, subject: str) -> Decision | None:
+def peek(
+    limit: Limit, subject: str, *, now: float | None = None, counts: dict[str, Any] | None = None
+) -> Decision | None:
     """Where `subject` stands against `limit`, without counting a request. Refused once the count
-    has reached the quota: the next one counted would be over. None when the cache is down."""
-    now = time.time()
+    has reached the quota: the next one counted would be over. `counts`: the window counters at
+    `now` (`window_keys`), when the caller read them with other keys already."""
+    now = time.time() if now is None else now
     window = int(now // limit.window)
-    counts = cache.get_many([f"rl:{limit.name}:{subject}:{window}", f"rl:{limit.name}:{subject}:{window - 1}"])
-    current = int(counts.get(f"rl:{limit.name}:{subject}:{window}") or 0)
-    previous = int(counts.get(f"rl:{limit.name}:{subject}:{window - 1}") or 0)
+    current_key, previous_key = window_keys(limit, subject, now)
+    if counts is None:
+        counts = cache.get_many([current_key, previous_key])
+    current = int(counts.get(current_key) or 0)
+    previous = int(counts.get(previous_key) or 0)
     elapsed = now - window * limit.window
     used = current + previous * (1 - elapsed / limit.window)
     allowed = used < limit.quota
@@ -202,12 +216,14 @@ def _record(request: HttpRequest, decision: Decision | None) -> None:
         request.rate_limit_decisions = [*decisions, decision]  # type: ignore[attr-defined]
 
 
-def hit_token(request: HttpRequest, token_id: int) -> None:
-    """Count a request of an authenticated token; raises `RateLimited` over the limit."""
+def hit_token(request: HttpRequest, token_id: int) -> Decision | None:
+    """Count a request of an authenticated token; raises `RateLimited` over the limit. None when
+    the cache is down."""
     decision = hit(token_limit(), str(token_id))
     _record(request, decision)
     if decision is not None and not decision.allowed:
         raise RateLimited(decision)
+    return decision
 
 
 def rate_limited_response(decision: Decision, decisions: list[Decision]) -> HttpResponse:
@@ -233,13 +249,16 @@ class RateLimitMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if not request.path.startswith(API_PREFIX):
             return self.get_response(request)
-        ip = client_subject(request)
-        failures = peek(auth_failure_limit(), ip)
+        ip, now = client_subject(request), time.time()
+        # One round trip reads the refusals' counters and the IP limit's previous window.
+        failure_keys, (_, ip_previous) = window_keys(auth_failure_limit(), ip, now), window_keys(ip_limit(), ip, now)
+        counts = cache.get_many([*failure_keys, ip_previous])
+        failures = peek(auth_failure_limit(), ip, now=now, counts=counts)
         if failures is not None and not failures.allowed:
             # Refused before its token is even looked at: a valid one from this address waits too.
             request_refused.send(sender=Limit, limit=failures.limit)
             return rate_limited_response(failures, [failures])
-        decision = hit(ip_limit(), ip)
+        decision = hit(ip_limit(), ip, now=now, previous=int(counts.get(ip_previous) or 0))
         _record(request, decision)
         if decision is not None and not decision.allowed:
             return rate_limited_response(decision, [decision])

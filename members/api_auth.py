@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import re
 
-from django.core.cache import cache
 from django.http import HttpRequest
 from ninja.security import HttpBearer
 
 from core.api import ApiError
-from core.ratelimit import hit_token
+from core.ratelimit import Decision, hit_token
 from members import services, tokens
 from members.authentication import authenticate_token
 from members.http import origin
@@ -27,8 +26,6 @@ REFUSED_MESSAGE = (
 # Query parameters that clients commonly use for credentials, and anything shaped like our token.
 _CREDENTIAL_PARAMETERS = frozenset({"token", "access_token", "api_key", "apikey"})
 _TOKEN_LIKE = re.compile(re.escape(tokens.PREFIX) + r"[0-9A-Za-z]{4,}")
-# `last_used_at` is written at most this often per token.
-LAST_USED_RESOLUTION = 60
 
 
 def _token_in_query(request: HttpRequest) -> bool:
@@ -40,11 +37,12 @@ def _token_in_query(request: HttpRequest) -> bool:
     return False
 
 
-def _record_use(request: HttpRequest, token: ApiToken) -> None:
-    """Note when and from where the token was last used, without a write on every request: the
-    first request of each minute wins the `cache.add`; the others skip the write. When the cache
-    is down (`add` answers None), nothing is written rather than a write per request."""
-    if cache.add(f"token-seen:{token.pk}", 1, LAST_USED_RESOLUTION) is not True:
+def _record_use(request: HttpRequest, token: ApiToken, decision: Decision | None) -> None:
+    """Note when and from where the token was last used, without a write on every request: only
+    the first request of each minute window of the token's rate limit (`decision.count == 1`)
+    writes. When the cache is down (no decision), nothing is written rather than a write per
+    request."""
+    if decision is None or decision.count != 1:
         return
     services.record_token_use(token=token, ip=origin(request)["ip"])
 
@@ -95,8 +93,7 @@ class TokenAuth(HttpBearer):
                 REFUSED_MESSAGE,
                 headers={"WWW-Authenticate": f'{REALM}, error="invalid_token"'},
             )
-        hit_token(request, found.pk)
-        _record_use(request, found)
+        _record_use(request, found, hit_token(request, found.pk))
         if not found.has_scope(self.scope):
             raise ApiError(
                 403,

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from typing import Any
 
 import pytest
-from django.core.cache import cache
 from django.core.serializers.json import DjangoJSONEncoder
 from django.test import Client
 from django.utils import timezone
@@ -224,9 +224,12 @@ def test_the_scheme_name_is_case_insensitive(client: Client, alices_plain: str):
 
 
 def test_the_last_use_is_recorded_at_most_once_a_minute(
-    client: Client, alices_token: tuple[ApiToken, str], django_assert_num_queries
+    client: Client, alices_token: tuple[ApiToken, str], django_assert_num_queries, monkeypatch: pytest.MonkeyPatch
 ):
     token, plain = alices_token
+    # Mid-minute, so the first two requests fall in the same minute window.
+    mid_minute = (time.time() // 60) * 60 + 20
+    monkeypatch.setattr(time, "time", lambda: mid_minute)  # what the rate limiter reads
     with django_assert_num_queries(ME_COLD):
         client.get("/api/v1/me", REMOTE_ADDR="203.0.113.9", headers=bearer(plain))
     token.refresh_from_db()
@@ -240,8 +243,8 @@ def test_the_last_use_is_recorded_at_most_once_a_minute(
     token.refresh_from_db()
     assert (token.last_used_at, token.last_used_ip) == (first_use, "203.0.113.9")
 
-    # Once the minute's marker has expired (Redis drops it after 60 s), the next request writes.
-    cache.delete(f"token-seen:{token.pk}")
+    # The first request of the next minute window of the token's rate limit writes.
+    monkeypatch.setattr(time, "time", lambda: mid_minute + 60)
     with django_assert_num_queries(ME_WARM + RECORD_USE):
         client.get("/api/v1/me", REMOTE_ADDR="198.51.100.4", headers=bearer(plain))
     token.refresh_from_db()
