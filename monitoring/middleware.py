@@ -1,6 +1,13 @@
 """Per-request metrics of our own: latency by member tier, SQL queries by view, and API token
 authentication failures. django-prometheus's middleware, first and last in the stack, counts
-requests, responses and latency by view; this one sits just inside it."""
+requests, responses and latency by view; this one sits just inside it.
+
+The latency is counted from when the request reached us, not from when this middleware ran: the
+proxy's X-Request-Start, else the moment gunicorn's worker handed it to a thread
+(monitoring/request_start.py), so the wait for a free worker thread is in it. This runs on every
+request, so it is kept cheap: the histograms' children are looked up once per label value, not
+through prometheus_client's `.labels()` each time, and the query counter is put on the
+connection without a context manager."""
 
 from __future__ import annotations
 
@@ -8,12 +15,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
 from core.ratelimit import API_PREFIX
 from monitoring.metrics import MEMBER_TIERS, QUERIES_PER_REQUEST, REQUEST_LATENCY_BY_TIER, TOKEN_AUTH_FAILURES
+from monitoring.request_start import request_started_at
 
 # WWW-Authenticate's error parameter on the API's 401 answers (members.api_auth.TokenAuth), as a reason.
 _AUTH_ERRORS = {'error="invalid_token"': "invalid_token", 'error="invalid_request"': "token_in_query"}
@@ -22,14 +30,31 @@ _AUTH_ERRORS = {'error="invalid_token"': "invalid_token", 'error="invalid_reques
 class RequestMetricsMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
         self.get_response = get_response
+        # Both label sets are bounded: the tiers, and the URLconf's names.
+        self._latency = {tier: REQUEST_LATENCY_BY_TIER.labels(member_tier=tier) for tier in MEMBER_TIERS}
+        self._queries: dict[str, Any] = {}
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        counter = _QueryCounter()
         started = time.perf_counter()
-        with connection.execute_wrapper(counter):
+        started_at = request_started_at(request.META, now=time.time())
+        counter = _QueryCounter()
+        wrappers = connections[DEFAULT_DB_ALIAS].execute_wrappers
+        wrappers.append(counter)
+        try:
             response = self.get_response(request)
-        REQUEST_LATENCY_BY_TIER.labels(member_tier=member_tier(request)).observe(time.perf_counter() - started)
-        QUERIES_PER_REQUEST.labels(view=view_name(request)).observe(counter.queries)
+        finally:
+            wrappers.remove(counter)
+        elapsed = time.perf_counter() - started
+        if started_at is not None:
+            # The wall clock for the time before we ran; never less than what we timed ourselves,
+            # should the clock have been stepped back meanwhile.
+            elapsed = max(elapsed, time.time() - started_at)
+        self._latency[member_tier(request)].observe(elapsed)
+        view = view_name(request)
+        queries = self._queries.get(view)
+        if queries is None:
+            queries = self._queries[view] = QUERIES_PER_REQUEST.labels(view=view)
+        queries.observe(counter.queries)
         if response.status_code == 401 and request.path.startswith(API_PREFIX):
             challenge = response.get("WWW-Authenticate", "")
             reason = next((name for marker, name in _AUTH_ERRORS.items() if marker in challenge), "missing")
