@@ -1,6 +1,7 @@
-"""Per-request metrics of our own: latency by member tier, SQL queries by view, and API token
-authentication failures. django-prometheus's middleware, first and last in the stack, counts
-requests, responses and latency by view; this one sits just inside it.
+"""Per-request metrics: latency by member tier, SQL queries by view, and API token
+authentication failures (`RequestMetricsMiddleware`, just inside django-prometheus's first
+middleware, which counts every request); responses by status and view and the latency by view
+(`PrometheusAfterMiddleware`, the last in the stack).
 
 The latency is counted from when the request reached us, not from when this middleware ran: the
 proxy's X-Request-Start, else the moment gunicorn's worker handed it to a thread
@@ -15,9 +16,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import django_prometheus.middleware  # type: ignore[import-untyped]
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
+from django_prometheus.utils import Time, TimeSince  # type: ignore[import-untyped]
 
 from core.ratelimit import API_PREFIX
 from monitoring.metrics import MEMBER_TIERS, QUERIES_PER_REQUEST, REQUEST_LATENCY_BY_TIER, TOKEN_AUTH_FAILURES
@@ -92,3 +95,50 @@ def view_name(request: HttpRequest) -> str:
     if match is None:
         return "<unresolved>"
     return str(match.view_name or match._func_path)
+
+
+class PrometheusAfterMiddleware(django_prometheus.middleware.PrometheusAfterMiddleware):  # type: ignore[misc]
+    """django-prometheus's innermost middleware, with only the series that something reads:
+    responses by status (the error-rate alert), by status, view and method, the latency by view
+    and method (the latency alert and the dashboard), exceptions by type and view.
+
+    Left out, for costing Python calls on every request while no dashboard, alert or runbook
+    reads them (grep deploy/ docs/): requests by method, by transport, by view, transport and
+    method, AJAX requests, request and response body sizes, responses by charset, streaming
+    responses and responses by template name. Each child is looked up once per label set (status,
+    view, method: bounded by the URLconf) rather than through `.labels()` on every request. The
+    method label is the sanitised one for the latency too (django-prometheus labels that with
+    the method as sent, so any made-up method made a new series)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._children: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
+
+    def process_request(self, request: HttpRequest) -> None:
+        request.prometheus_after_middleware_event = Time()  # type: ignore[attr-defined]
+
+    def process_view(self, request: HttpRequest, view_func: Any, *view_args: Any, **view_kwargs: Any) -> None:
+        return None
+
+    def process_template_response(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        return response
+
+    def process_response(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        status, view, method = str(response.status_code), self._get_view_name(request), self._method(request)
+        children = self._children.get((status, view, method))
+        if children is None:
+            metrics = self.metrics
+            children = self._children[status, view, method] = (
+                metrics.responses_by_status.labels(status=status),
+                metrics.responses_by_status_view_method.labels(status=status, view=view, method=method),
+                metrics.requests_latency_by_view_method.labels(view=view, method=method),
+            )
+        by_status, by_status_view_method, latency = children
+        by_status.inc()
+        by_status_view_method.inc()
+        started = getattr(request, "prometheus_after_middleware_event", None)
+        if started is not None:
+            latency.observe(TimeSince(started))
+        else:
+            self.metrics.requests_unknown_latency.inc()
+        return response

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import sentry_sdk
+from django.core.exceptions import MiddlewareNotUsed
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 from django.utils.functional import SimpleLazyObject, empty
@@ -169,6 +170,9 @@ class SentryUserMiddleware:
     request)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        if not sentry_sdk.get_client().is_active():
+            # No SENTRY_DSN: nothing to tell, and an isolation scope a request is not free.
+            raise MiddlewareNotUsed
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
