@@ -100,12 +100,13 @@ def view_name(request: HttpRequest) -> str:
 class PrometheusAfterMiddleware(django_prometheus.middleware.PrometheusAfterMiddleware):  # type: ignore[misc]
     """django-prometheus's innermost middleware, with only the series that something reads:
     responses by status (the error-rate alert), by status, view and method, the latency by view
-    and method (the latency alert and the dashboard), exceptions by type and view.
+    and method (the latency alert and the dashboard), requests by view, transport and method
+    (what each instance served, tests/portal/test_instances.py), exceptions by type and view.
 
     Left out, for costing Python calls on every request while no dashboard, alert or runbook
-    reads them (grep deploy/ docs/): requests by method, by transport, by view, transport and
-    method, AJAX requests, request and response body sizes, responses by charset, streaming
-    responses and responses by template name. Each child is looked up once per label set (status,
+    reads them (grep deploy/ docs/): requests by method, by transport, AJAX requests, request
+    and response body sizes, responses by charset, streaming responses and responses by
+    template name. Each child is looked up once per label set (status,
     view, method: bounded by the URLconf) rather than through `.labels()` on every request. The
     method label is the sanitised one for the latency too (django-prometheus labels that with
     the method as sent, so any made-up method made a new series)."""
@@ -113,12 +114,25 @@ class PrometheusAfterMiddleware(django_prometheus.middleware.PrometheusAfterMidd
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._children: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
+        self._requests: dict[tuple[str, str, str], Any] = {}
 
     def process_request(self, request: HttpRequest) -> None:
         request.prometheus_after_middleware_event = Time()  # type: ignore[attr-defined]
 
     def process_view(self, request: HttpRequest, view_func: Any, *view_args: Any, **view_kwargs: Any) -> None:
-        return None
+        match = request.resolver_match
+        key = (
+            (match.view_name if match is not None else "") or "<unnamed view>",
+            self._transport(request),
+            self._method(request),
+        )
+        requests = self._requests.get(key)
+        if requests is None:
+            view, transport, method = key
+            requests = self._requests[key] = self.metrics.requests_by_view_transport_method.labels(
+                view=view, transport=transport, method=method
+            )
+        requests.inc()
 
     def process_template_response(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
         return response

@@ -4,7 +4,7 @@
   never for probes and scrapes (health, metrics), the caller's decision when the request
   continues a trace, else SENTRY_TRACES_SAMPLE_RATE. Profiles: SENTRY_PROFILES_SAMPLE_RATE of
   the processes profile their traced transactions (the SDK's continuous profiling).
-- The user is known by id and tier only (`SentryUserMiddleware`): no email, name or address.
+- The user is known by id and tier only (`SentryRequestMiddleware`): no email, name or address.
 - Nothing secret or personal leaves the process: `scrub` runs on every error and transaction as
   it is sent, breadcrumbs included (they only ever leave inside an error event), and drops
   credentials by key (Authorization, cookies, anything named like a token, secret or
@@ -28,6 +28,7 @@ from django.http.response import HttpResponseBase
 from django.utils.functional import SimpleLazyObject, empty
 from sentry_sdk.integrations.django import DjangoIntegration
 from sentry_sdk.integrations.redis import RedisIntegration
+from sentry_sdk.tracing import NoOpSpan
 from sentry_sdk.transport import Transport
 from sentry_sdk.types import Event, Hint
 
@@ -93,7 +94,7 @@ def scrub(value: Any) -> Any:
 
 
 def _user(event: Event) -> dict[str, Any]:
-    """The event's user, with only what SentryUserMiddleware puts there."""
+    """The event's user, with only what SentryRequestMiddleware puts there."""
     user = event.get("user") or {}
     return {key: user[key] for key in ("id", "tier") if key in user}
 
@@ -147,7 +148,7 @@ def init_sentry(
         profile_session_sample_rate=profiles_sample_rate,
         profile_lifecycle="trace",
         integrations=[DjangoIntegration(), RedisIntegration()],
-        # No user details (SentryUserMiddleware adds id and tier), IP addresses, cookies or
+        # No user details (SentryRequestMiddleware adds id and tier), IP addresses, cookies or
         # request bodies; headers and query strings go through `scrub`.
         data_collection={"user_info": False, "cookies": {"mode": "off"}, "http_bodies": []},
         before_send=before_send,
@@ -159,15 +160,25 @@ def init_sentry(
     )
 
 
-class SentryUserMiddleware:
-    """Tells Sentry who the member is, by id and tier only, on this request's events.
+class SentryRequestMiddleware:
+    """Sentry's part of each request, first in the stack: the member on its events, and no
+    spans for a request whose transaction is not sampled.
 
-    The user is read when an error event is made, and only if something in the request had
-    already loaded it: loading it here would cost a query on pages that never need the user
-    (the health probes among them). The request runs in an isolation scope of its own, so the
-    reader goes with the request. The transaction is finished outside it, after the response,
-    so the user is also set on the outer scope then (which Sentry's WSGI middleware makes per
-    request)."""
+    **The member**, by id and tier only. The user is read when an error event is made, and only
+    if something in the request had already loaded it: loading it here would cost a query on
+    pages that never need the user (the health probes among them). The request runs in an
+    isolation scope of its own, so the reader goes with the request. The transaction is
+    finished outside it, after the response, so the user is also set on the outer scope then
+    (which Sentry's WSGI middleware makes per request).
+
+    **Unsampled requests make no spans.** The SDK builds a span for every SQL query, Redis
+    command, signal receiver and template of a request whether or not its transaction is
+    sampled, and only then drops those of the unsampled ones: at SENTRY_TRACES_SAMPLE_RATE 0.1,
+    nine requests in ten paid for spans nobody would see (docs/operations.md, "What monitoring
+    costs"). Here the transaction of an unsampled request is replaced, for the request's own
+    scope, by the SDK's no-op span, whose children are no-ops too. Errors are unchanged: every
+    one is still sent, with its breadcrumbs (queries, Redis commands: recorded apart from the
+    spans) and the trace id of the request (the scope's propagation context)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
         if not sentry_sdk.get_client().is_active():
@@ -184,6 +195,10 @@ class SentryUserMiddleware:
 
         with sentry_sdk.isolation_scope() as scope:
             scope.add_event_processor(add_user)
+            # isolation_scope() forked the current scope too: the no-op span stays in this request's.
+            current = sentry_sdk.get_current_scope()
+            if current.span is not None and not current.span.sampled:
+                current.span = NoOpSpan()
             response = self.get_response(request)
         sentry_sdk.set_user(_loaded_user(request))
         return response

@@ -106,6 +106,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Before any other, so nothing after it makes spans for an unsampled request; the member on
+    # Sentry events, by id and tier only (monitoring/sentry.py). Not used without SENTRY_DSN.
+    "monitoring.sentry.SentryRequestMiddleware",
     # First and last, so the request metrics time and count everything in between (monitoring/).
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "monitoring.middleware.RequestMetricsMiddleware",
@@ -122,8 +125,6 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    # The member on Sentry events, by id and tier only (monitoring/sentry.py).
-    "monitoring.sentry.SentryUserMiddleware",
     "members.middleware.SessionTimeoutMiddleware",
     "core.ratelimit.RateLimitMiddleware",
     "allauth.account.middleware.AccountMiddleware",
