@@ -147,13 +147,21 @@ def init_sentry(
         # (transaction-based `profiles_sample_rate` is deprecated by the SDK).
         profile_session_sample_rate=profiles_sample_rate,
         profile_lifecycle="trace",
-        integrations=[DjangoIntegration(), RedisIntegration()],
+        # What each option costs, in Python calls per request, is measured in docs/operations.md
+        # ("What monitoring costs"). Spans for each middleware and each cache call (the SDK's
+        # defaults, said here so an upgrade cannot turn them on) and for each signal receiver
+        # (on by default): the most costly, and the least read. Redis's integration, enabled by
+        # the SDK whenever redis is installed, is refused: a span and a breadcrumb for every
+        # command cost more than the rest of the SDK on an API request, sampled or not, for
+        # round trips of a fraction of a millisecond that the cache health check times.
+        integrations=[DjangoIntegration(middleware_spans=False, signals_spans=False, cache_spans=False)],
+        disabled_integrations=[RedisIntegration()],
         # No user details (SentryRequestMiddleware adds id and tier), IP addresses, cookies or
         # request bodies; headers and query strings go through `scrub`.
         data_collection={"user_info": False, "cookies": {"mode": "off"}, "http_bodies": []},
         before_send=before_send,
         before_send_transaction=before_send,
-        # No `before_breadcrumb`: each Redis command and SQL query leaves a breadcrumb, and
+        # No `before_breadcrumb`: each SQL query leaves a breadcrumb, and
         # scrubbing each as it was recorded cost more than the rest of the SDK (bench/run.py,
         # docs/performance.md); `before_send` scrubs the few that an error event carries.
         transport=transport,

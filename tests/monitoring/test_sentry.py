@@ -245,7 +245,17 @@ def test_a_sampled_request_is_traced_with_its_queries(sentry, alice: Member, tra
     assert _wsgi_get("/dashboard/", Cookie=f"sessionid={client.cookies['sessionid'].value}") == 200
 
     (transaction,) = transport.items("transaction")
-    assert "db" in {span["op"] for span in transaction["spans"]}
+    operations = {span["op"] for span in transaction["spans"]}
+    assert "db" in operations
+    # Not a span per signal receiver, middleware or cache call: costly, and seldom read.
+    assert not operations & {"event.django", "middleware.django", "cache.get", "cache.put"}
+
+
+def test_redis_commands_are_neither_spans_nor_breadcrumbs(sentry):
+    sentry(traces=1.0)
+    client = sentry_sdk.get_client()
+    assert client.get_integration("redis") is None
+    assert client.get_integration("django") is not None
 
 
 @pytest.mark.urls("tests.monitoring.sentry_urls")
