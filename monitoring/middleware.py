@@ -33,8 +33,9 @@ _AUTH_ERRORS = {'error="invalid_token"': "invalid_token", 'error="invalid_reques
 class RequestMetricsMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
         self.get_response = get_response
-        # Both label sets are bounded: the tiers, and the URLconf's names.
-        self._latency = {tier: REQUEST_LATENCY_BY_TIER.labels(member_tier=tier) for tier in MEMBER_TIERS}
+        # Both label sets are bounded: the tiers, and the URLconf's names. Made as first seen, so
+        # a tier no member of has asked yet adds no series to every scrape, for every worker.
+        self._latency: dict[str, Any] = {}
         self._queries: dict[str, Any] = {}
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
@@ -52,7 +53,11 @@ class RequestMetricsMiddleware:
             # The wall clock for the time before we ran; never less than what we timed ourselves,
             # should the clock have been stepped back meanwhile.
             elapsed = max(elapsed, time.time() - started_at)
-        self._latency[member_tier(request)].observe(elapsed)
+        tier = member_tier(request)
+        latency = self._latency.get(tier)
+        if latency is None:
+            latency = self._latency[tier] = REQUEST_LATENCY_BY_TIER.labels(member_tier=tier)
+        latency.observe(elapsed)
         view = view_name(request)
         queries = self._queries.get(view)
         if queries is None:
