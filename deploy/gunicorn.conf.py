@@ -77,7 +77,9 @@ workers = _int("GUNICORN_WORKERS", 2 * _cpus() + 1)
 # Threaded workers: a request stuck on a dependency (a database restarting) holds one thread, not
 # the whole worker, so the probes and the other requests of that worker still get answered. Each
 # worker's database pool is shared by its threads: keep DATABASE_POOL_MAX at least this.
-worker_class = "gthread"
+# gunicorn's gthread worker, which also notes when it handed each request to a thread, so the
+# latency histogram counts the wait for a free thread (monitoring/gunicorn_worker.py).
+worker_class = "monitoring.gunicorn_worker.ThreadWorker"
 threads = _int("GUNICORN_THREADS", 4)
 # A request running longer than this is stuck: its worker is killed and replaced.
 timeout = _int("GUNICORN_TIMEOUT", 30)

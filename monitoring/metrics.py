@@ -59,7 +59,8 @@ MEMBER_TIERS = ("anonymous", *Tier.values)
 
 REQUEST_LATENCY_BY_TIER = Histogram(
     "portal_request_duration_seconds",
-    "Time from the first middleware to the response, by the member tier of whoever asked.",
+    "Time from when the request reached us (the proxy's X-Request-Start, else gunicorn handing it to a worker "
+    "thread) to the response, by the member tier of whoever asked.",
     ["member_tier"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )

@@ -1,6 +1,14 @@
-"""Per-request metrics of our own: latency by member tier, SQL queries by view, and API token
-authentication failures. django-prometheus's middleware, first and last in the stack, counts
-requests, responses and latency by view; this one sits just inside it."""
+"""Per-request metrics: latency by member tier, SQL queries by view, and API token
+authentication failures (`RequestMetricsMiddleware`, just inside django-prometheus's first
+middleware, which counts every request); responses by status and view and the latency by view
+(`PrometheusAfterMiddleware`, the last in the stack).
+
+The latency is counted from when the request reached us, not from when this middleware ran: the
+proxy's X-Request-Start, else the moment gunicorn's worker handed it to a thread
+(monitoring/request_start.py), so the wait for a free worker thread is in it. This runs on every
+request, so it is kept cheap: the histograms' children are looked up once per label value, not
+through prometheus_client's `.labels()` each time, and the query counter is put on the
+connection without a context manager."""
 
 from __future__ import annotations
 
@@ -8,12 +16,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from django.db import connection
+import django_prometheus.middleware  # type: ignore[import-untyped]
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
+from django_prometheus.utils import Time, TimeSince  # type: ignore[import-untyped]
 
 from core.ratelimit import API_PREFIX
 from monitoring.metrics import MEMBER_TIERS, QUERIES_PER_REQUEST, REQUEST_LATENCY_BY_TIER, TOKEN_AUTH_FAILURES
+from monitoring.request_start import request_started_at
 
 # WWW-Authenticate's error parameter on the API's 401 answers (members.api_auth.TokenAuth), as a reason.
 _AUTH_ERRORS = {'error="invalid_token"': "invalid_token", 'error="invalid_request"': "token_in_query"}
@@ -22,14 +33,36 @@ _AUTH_ERRORS = {'error="invalid_token"': "invalid_token", 'error="invalid_reques
 class RequestMetricsMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
         self.get_response = get_response
+        # Both label sets are bounded: the tiers, and the URLconf's names. Made as first seen, so
+        # a tier no member of has asked yet adds no series to every scrape, for every worker.
+        self._latency: dict[str, Any] = {}
+        self._queries: dict[str, Any] = {}
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        counter = _QueryCounter()
         started = time.perf_counter()
-        with connection.execute_wrapper(counter):
+        started_at = request_started_at(request.META, now=time.time())
+        counter = _QueryCounter()
+        wrappers = connections[DEFAULT_DB_ALIAS].execute_wrappers
+        wrappers.append(counter)
+        try:
             response = self.get_response(request)
-        REQUEST_LATENCY_BY_TIER.labels(member_tier=member_tier(request)).observe(time.perf_counter() - started)
-        QUERIES_PER_REQUEST.labels(view=view_name(request)).observe(counter.queries)
+        finally:
+            wrappers.remove(counter)
+        elapsed = time.perf_counter() - started
+        if started_at is not None:
+            # The wall clock for the time before we ran; never less than what we timed ourselves,
+            # should the clock have been stepped back meanwhile.
+            elapsed = max(elapsed, time.time() - started_at)
+        tier = member_tier(request)
+        latency = self._latency.get(tier)
+        if latency is None:
+            latency = self._latency[tier] = REQUEST_LATENCY_BY_TIER.labels(member_tier=tier)
+        latency.observe(elapsed)
+        view = view_name(request)
+        queries = self._queries.get(view)
+        if queries is None:
+            queries = self._queries[view] = QUERIES_PER_REQUEST.labels(view=view)
+        queries.observe(counter.queries)
         if response.status_code == 401 and request.path.startswith(API_PREFIX):
             challenge = response.get("WWW-Authenticate", "")
             reason = next((name for marker, name in _AUTH_ERRORS.items() if marker in challenge), "missing")
@@ -67,3 +100,64 @@ def view_name(request: HttpRequest) -> str:
     if match is None:
         return "<unresolved>"
     return str(match.view_name or match._func_path)
+
+
+class PrometheusAfterMiddleware(django_prometheus.middleware.PrometheusAfterMiddleware):  # type: ignore[misc]
+    """django-prometheus's innermost middleware, with only the series that something reads:
+    responses by status (the error-rate alert), by status, view and method, the latency by view
+    and method (the latency alert and the dashboard), requests by view, transport and method
+    (what each instance served, tests/portal/test_instances.py), exceptions by type and view.
+
+    Left out, for costing Python calls on every request while no dashboard, alert or runbook
+    reads them (grep deploy/ docs/): requests by method, by transport, AJAX requests, request
+    and response body sizes, responses by charset, streaming responses and responses by
+    template name. Each child is looked up once per label set (status,
+    view, method: bounded by the URLconf) rather than through `.labels()` on every request. The
+    method label is the sanitised one for the latency too (django-prometheus labels that with
+    the method as sent, so any made-up method made a new series)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._children: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
+        self._requests: dict[tuple[str, str, str], Any] = {}
+
+    def process_request(self, request: HttpRequest) -> None:
+        request.prometheus_after_middleware_event = Time()  # type: ignore[attr-defined]
+
+    def process_view(self, request: HttpRequest, view_func: Any, *view_args: Any, **view_kwargs: Any) -> None:
+        match = request.resolver_match
+        key = (
+            (match.view_name if match is not None else "") or "<unnamed view>",
+            self._transport(request),
+            self._method(request),
+        )
+        requests = self._requests.get(key)
+        if requests is None:
+            view, transport, method = key
+            requests = self._requests[key] = self.metrics.requests_by_view_transport_method.labels(
+                view=view, transport=transport, method=method
+            )
+        requests.inc()
+
+    def process_template_response(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        return response
+
+    def process_response(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        status, view, method = str(response.status_code), self._get_view_name(request), self._method(request)
+        children = self._children.get((status, view, method))
+        if children is None:
+            metrics = self.metrics
+            children = self._children[status, view, method] = (
+                metrics.responses_by_status.labels(status=status),
+                metrics.responses_by_status_view_method.labels(status=status, view=view, method=method),
+                metrics.requests_latency_by_view_method.labels(view=view, method=method),
+            )
+        by_status, by_status_view_method, latency = children
+        by_status.inc()
+        by_status_view_method.inc()
+        started = getattr(request, "prometheus_after_middleware_event", None)
+        if started is not None:
+            latency.observe(TimeSince(started))
+        else:
+            self.metrics.requests_unknown_latency.inc()
+        return response

@@ -4,7 +4,7 @@
   never for probes and scrapes (health, metrics), the caller's decision when the request
   continues a trace, else SENTRY_TRACES_SAMPLE_RATE. Profiles: SENTRY_PROFILES_SAMPLE_RATE of
   the processes profile their traced transactions (the SDK's continuous profiling).
-- The user is known by id and tier only (`SentryUserMiddleware`): no email, name or address.
+- The user is known by id and tier only (`SentryRequestMiddleware`): no email, name or address.
 - Nothing secret or personal leaves the process: `scrub` runs on every error and transaction as
   it is sent, breadcrumbs included (they only ever leave inside an error event), and drops
   credentials by key (Authorization, cookies, anything named like a token, secret or
@@ -22,11 +22,13 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import sentry_sdk
+from django.core.exceptions import MiddlewareNotUsed
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 from django.utils.functional import SimpleLazyObject, empty
 from sentry_sdk.integrations.django import DjangoIntegration
 from sentry_sdk.integrations.redis import RedisIntegration
+from sentry_sdk.tracing import NoOpSpan
 from sentry_sdk.transport import Transport
 from sentry_sdk.types import Event, Hint
 
@@ -92,7 +94,7 @@ def scrub(value: Any) -> Any:
 
 
 def _user(event: Event) -> dict[str, Any]:
-    """The event's user, with only what SentryUserMiddleware puts there."""
+    """The event's user, with only what SentryRequestMiddleware puts there."""
     user = event.get("user") or {}
     return {key: user[key] for key in ("id", "tier") if key in user}
 
@@ -145,30 +147,51 @@ def init_sentry(
         # (transaction-based `profiles_sample_rate` is deprecated by the SDK).
         profile_session_sample_rate=profiles_sample_rate,
         profile_lifecycle="trace",
-        integrations=[DjangoIntegration(), RedisIntegration()],
-        # No user details (SentryUserMiddleware adds id and tier), IP addresses, cookies or
+        # What each option costs, in Python calls per request, is measured in docs/operations.md
+        # ("What monitoring costs"). Spans for each middleware and each cache call (the SDK's
+        # defaults, said here so an upgrade cannot turn them on) and for each signal receiver
+        # (on by default): the most costly, and the least read. Redis's integration, enabled by
+        # the SDK whenever redis is installed, is refused: a span and a breadcrumb for every
+        # command cost more than the rest of the SDK on an API request, sampled or not, for
+        # round trips of a fraction of a millisecond that the cache health check times.
+        integrations=[DjangoIntegration(middleware_spans=False, signals_spans=False, cache_spans=False)],
+        disabled_integrations=[RedisIntegration()],
+        # No user details (SentryRequestMiddleware adds id and tier), IP addresses, cookies or
         # request bodies; headers and query strings go through `scrub`.
         data_collection={"user_info": False, "cookies": {"mode": "off"}, "http_bodies": []},
         before_send=before_send,
         before_send_transaction=before_send,
-        # No `before_breadcrumb`: each Redis command and SQL query leaves a breadcrumb, and
+        # No `before_breadcrumb`: each SQL query leaves a breadcrumb, and
         # scrubbing each as it was recorded cost more than the rest of the SDK (bench/run.py,
         # docs/performance.md); `before_send` scrubs the few that an error event carries.
         transport=transport,
     )
 
 
-class SentryUserMiddleware:
-    """Tells Sentry who the member is, by id and tier only, on this request's events.
+class SentryRequestMiddleware:
+    """Sentry's part of each request, first in the stack: the member on its events, and no
+    spans for a request whose transaction is not sampled.
 
-    The user is read when an error event is made, and only if something in the request had
-    already loaded it: loading it here would cost a query on pages that never need the user
-    (the health probes among them). The request runs in an isolation scope of its own, so the
-    reader goes with the request. The transaction is finished outside it, after the response,
-    so the user is also set on the outer scope then (which Sentry's WSGI middleware makes per
-    request)."""
+    **The member**, by id and tier only. The user is read when an error event is made, and only
+    if something in the request had already loaded it: loading it here would cost a query on
+    pages that never need the user (the health probes among them). The request runs in an
+    isolation scope of its own, so the reader goes with the request. The transaction is
+    finished outside it, after the response, so the user is also set on the outer scope then
+    (which Sentry's WSGI middleware makes per request).
+
+    **Unsampled requests make no spans.** The SDK builds a span for every SQL query, Redis
+    command, signal receiver and template of a request whether or not its transaction is
+    sampled, and only then drops those of the unsampled ones: at SENTRY_TRACES_SAMPLE_RATE 0.1,
+    nine requests in ten paid for spans nobody would see (docs/operations.md, "What monitoring
+    costs"). Here the transaction of an unsampled request is replaced, for the request's own
+    scope, by the SDK's no-op span, whose children are no-ops too. Errors are unchanged: every
+    one is still sent, with its breadcrumbs (queries, Redis commands: recorded apart from the
+    spans) and the trace id of the request (the scope's propagation context)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        if not sentry_sdk.get_client().is_active():
+            # No SENTRY_DSN: nothing to tell, and an isolation scope a request is not free.
+            raise MiddlewareNotUsed
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
@@ -180,6 +203,10 @@ class SentryUserMiddleware:
 
         with sentry_sdk.isolation_scope() as scope:
             scope.add_event_processor(add_user)
+            # isolation_scope() forked the current scope too: the no-op span stays in this request's.
+            current = sentry_sdk.get_current_scope()
+            if current.span is not None and not current.span.sampled:
+                current.span = NoOpSpan()
             response = self.get_response(request)
         sentry_sdk.set_user(_loaded_user(request))
         return response

@@ -9,17 +9,19 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 import types
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from unittest.mock import patch
 
 import pytest
 
-from tests.monitoring.servers import NOT_INHERITED, ROOT, TOKEN, Portal
+from tests.monitoring.servers import NOT_INHERITED, ROOT, TOKEN, Portal, start_portal
 
 # A cheap path that Django serves (liveness probes are answered before Django: portal/wsgi.py).
 API_HEALTH = (("method", "GET"), ("status", "200"), ("view", "api-health"))
@@ -244,3 +246,50 @@ def test_the_config_checks_out_on_a_fresh_checkout_without_var(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert (checkout / "var" / "prometheus").is_dir()
+
+
+@pytest.fixture
+def one_thread(tmp_path, migrated_sqlite) -> Iterator[Portal]:
+    """The portal under gunicorn with one worker of one thread: a second request waits for the first."""
+    database = tmp_path / "db.sqlite3"
+    shutil.copy(migrated_sqlite, database)
+    server = start_portal(tmp_path, database, workers=1, GUNICORN_THREADS="1")
+    yield server
+    server.stop()
+
+
+def _slower_than(scrape: dict[tuple[str, tuple[tuple[str, str], ...]], float], bucket: str) -> float:
+    """Anonymous requests observed above the histogram bucket `bucket` (its `le`)."""
+    labels = (("member_tier", "anonymous"),)
+    count = scrape.get(("portal_request_duration_seconds_count", labels), 0.0)
+    return count - scrape.get(("portal_request_duration_seconds_bucket", (("le", bucket), *labels)), 0.0)
+
+
+def test_the_latency_histogram_counts_the_wait_for_a_free_worker_thread(one_thread: Portal):
+    one_thread.scrape()  # the first scrape of a fresh worker is slow, and the next one counts it
+    before = one_thread.scrape()
+    # A beacon whose body arrives slowly holds the only thread for three seconds...
+    body = b'{"page": "tokens", "tier": "basic", "metrics": [{"name": "LCP", "value": 500}]}'
+    slow = socket.create_connection(("127.0.0.1", one_thread.port), timeout=20)
+    slow.sendall(
+        b"POST /vitals/ HTTP/1.1\r\n"
+        + f"Host: 127.0.0.1:{one_thread.port}\r\nOrigin: https://127.0.0.1:{one_thread.port}\r\n".encode()
+        + b"X-Forwarded-Proto: https\r\nContent-Type: text/plain;charset=UTF-8\r\n"
+        + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        + body[:10]
+    )
+    time.sleep(0.3)  # the thread has it, and waits for the rest of the body
+    # ...while a quick request arrives behind it and waits for that thread.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        quick = pool.submit(one_thread.get, "/api/health")
+        time.sleep(3)
+        slow.sendall(body[10:])
+        answer = slow.recv(1024)
+        slow.close()
+        assert answer.startswith(b"HTTP/1.1 204"), answer
+        assert quick.result()[0] == 200
+    after = one_thread.scrape()
+
+    # Both took over 2.5 s as their clients saw it, and both are counted so: the quick one was
+    # served in milliseconds once the thread was free, but waited three seconds for it.
+    assert _slower_than(after, "2.5") - _slower_than(before, "2.5") == 2

@@ -267,3 +267,30 @@ def test_a_redis_outage_leaves_the_portal_ready(client, token, db, monkeypatch):
     samples = scrape(client)
     assert samples[("portal_ready", ())] == 1
     assert samples[("portal_health_check", (("check", "cache"), ("state", "down")))] == 1
+
+
+def test_each_response_is_counted_and_timed_by_view_status_and_method(client, db):
+    labels = {"view": "api-health", "method": "GET"}
+    timed = sample("django_http_requests_latency_seconds_by_view_method_count", **labels)
+    answered = sample("django_http_responses_total_by_status_view_method_total", status="200", **labels)
+    by_status = sample("django_http_responses_total_by_status_total", status="200")
+    served = sample("django_http_requests_total_by_view_transport_method_total", transport="http", **labels)
+    for _ in range(3):
+        assert client.get("/api/health").status_code == 200
+    assert sample("django_http_requests_latency_seconds_by_view_method_count", **labels) - timed == 3
+    assert sample("django_http_responses_total_by_status_view_method_total", status="200", **labels) - answered == 3
+    assert sample("django_http_responses_total_by_status_total", status="200") - by_status == 3
+    assert sample("django_http_requests_total_by_view_transport_method_total", transport="http", **labels) - served == 3
+
+
+def test_a_made_up_method_makes_no_series_of_its_own(client, db):
+    labels = {"view": "api-health", "method": "<invalid method>"}
+    before = sample("django_http_requests_latency_seconds_by_view_method_count", **labels)
+    client.generic("BREW", "/api/health")
+    assert sample("django_http_requests_latency_seconds_by_view_method_count", **labels) - before == 1
+    assert (
+        REGISTRY.get_sample_value(
+            "django_http_requests_latency_seconds_by_view_method_count", {"view": "api-health", "method": "BREW"}
+        )
+        is None
+    )

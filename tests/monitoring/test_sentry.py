@@ -234,3 +234,47 @@ def test_profiling_rate_and_release_come_from_the_settings(sentry):
     assert options["sample_rate"] == 1.0
     assert options["traces_sampler"]({"transaction_context": {}, "parent_sampled": None}) == 0.25
     assert options["data_collection"]["user_info"] is False
+
+
+@pytest.mark.urls("tests.monitoring.sentry_urls")
+def test_a_sampled_request_is_traced_with_its_queries(sentry, alice: Member, transactional_db):
+    transport = sentry(traces=1.0)
+    client = Client()
+    client.force_login(alice)
+
+    assert _wsgi_get("/dashboard/", Cookie=f"sessionid={client.cookies['sessionid'].value}") == 200
+
+    (transaction,) = transport.items("transaction")
+    operations = {span["op"] for span in transaction["spans"]}
+    assert "db" in operations
+    # Not a span per signal receiver, middleware or cache call: costly, and seldom read.
+    assert not operations & {"event.django", "middleware.django", "cache.get", "cache.put"}
+
+
+def test_redis_commands_are_neither_spans_nor_breadcrumbs(sentry):
+    sentry(traces=1.0)
+    client = sentry_sdk.get_client()
+    assert client.get_integration("redis") is None
+    assert client.get_integration("django") is not None
+
+
+@pytest.mark.urls("tests.monitoring.sentry_urls")
+def test_an_error_of_an_unsampled_request_keeps_its_trace_id_and_breadcrumbs(sentry, alice: Member, transactional_db):
+    # Unsampled requests make no spans (SentryRequestMiddleware); their errors lose nothing.
+    transport = sentry(traces=0.0)
+    client = Client()
+    client.force_login(alice)
+
+    status = _wsgi_get(
+        "/fail/",
+        Cookie=f"sessionid={client.cookies['sessionid'].value}",
+        **{"sentry-trace": f"{TRACE_ID}-{PARENT_SPAN}-0"},
+    )
+
+    assert status == 500
+    assert transport.items("transaction") == []
+    (event,) = transport.items("event")
+    assert event["contexts"]["trace"]["trace_id"] == TRACE_ID
+    crumbs = event["breadcrumbs"]["values"]
+    assert any(crumb.get("category") == "query" for crumb in crumbs)  # loading the session's member
+    assert "Retrying the charge for [Filtered]" in [crumb.get("message", "") for crumb in crumbs]
