@@ -24,8 +24,9 @@ the same run, and the effect of the cache, the activity index and the monitoring
 4. Effects, one thing turned off at a time, the two sides alternated `--rounds` times: the cache
    (bench/settings_nocache.py) and the monitoring stack (bench/settings_nomonitoring.py); and the
    activity composite index, dropped on the bench database (and always rebuilt afterwards), for
-   the busiest member's pages and a deep page of a member with a thousandth of the rows, with the
-   page's query also timed alone (EXPLAIN ANALYZE).
+   the busiest member's pages and a deep page of a member with a thousandth of the rows, on a
+   server that renders every page (bench/settings_nopagecache.py: a page served from the page
+   cache runs no query), with the page's query also timed alone (EXPLAIN ANALYZE).
 5. Output: Markdown tables on stdout, JSON and a PNG chart of latency percentiles in
    bench/results/ (timestamped, and `<name>.json`/`<name>.png`, `latest` by default).
 
@@ -156,7 +157,8 @@ def bench(options: Options, workdir: Path, sentry: SentryStub, servers: list[Ser
         alternate(options, workdir, "monitoring", by_key[key], portal, unobserved, run)
     stop(unobserved)
 
-    print(f"Effect of {COMPOSITE_INDEX} (on: present, off: dropped):")
+    print(f"Effect of {COMPOSITE_INDEX} (on: present, off: dropped; pages rendered, not from the page cache):")
+    rendering = start("nopagecache", "bench.settings_nopagecache", sentry_dsn=sentry.dsn)
     (sparse_cookie,) = log_in_members(Member.objects.filter(pk=subject.sparse.member_id))
     sparse = subject.sparse
     cases = [
@@ -175,13 +177,14 @@ def bench(options: Options, workdir: Path, sentry: SentryStub, servers: list[Ser
     ]
     index_effects = []
     for path, member_id, cursor in cases:
-        effect = Effect("index", path.key, path.title, [measure(options, portal, path, workdir)], [])
+        effect = Effect("index", path.key, path.title, [measure(options, rendering, path, workdir)], [])
         effect.query_on_ms, effect.plan_on = page_query(member_id, cursor)
         index_effects.append(effect)
     with index_dropped():
         for effect, (path, member_id, cursor) in zip(index_effects, cases, strict=True):
-            effect.off.append(measure(options, portal, path, workdir))
+            effect.off.append(measure(options, rendering, path, workdir))
             effect.query_off_ms, effect.plan_off = page_query(member_id, cursor)
+    stop(rendering)
     run.effects.extend(index_effects)
 
     print("Python calls per request, in process (bench/request_cost.py):", flush=True)

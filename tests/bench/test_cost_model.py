@@ -243,3 +243,36 @@ def test_the_paths_table_puts_the_cpu_ratio_first_and_the_portals_p95_beside_wrk
     # The POST path has no in-process count, and its server's histogram was not read here.
     assert cells(login)[7] == "\N{EN DASH}"
     assert cells(login)[10] == "\N{EN DASH}"
+
+
+def test_the_targets_judge_cpu_ratios_and_the_effects_of_one_run():
+    from bench.paths import MEMBER_PAGES
+    from bench.report import Effect, targets
+
+    keys = ["landing", "dashboard_warm", "activity_first", "activity_deep", "tokens", "profile", "subscription"]
+    keys += ["api_me", "api_activity", "health_live"]
+    ratios = {"dashboard_warm": 3.5, "api_me": 3.5, "landing": 2.0}  # the API misses its 3x
+    paths = [
+        result(key, key, cpu_ratio=ratios.get(key, 5.0), ratio=0.3, p95_ms=15.0, portal_p95_ms=14.0) for key in keys
+    ]
+    run = Run(options=parse_options([]), started_at="", machine={}, subject={}, paths=paths)
+    run.cold_sql = {key: 6.0 for key, _ in MEMBER_PAGES}
+    on, off = result("dashboard_warm", "dashboard", cpu_ms=1.0), result("dashboard_warm", "dashboard", cpu_ms=4.0)
+    watched, bare = result("api_me", "me", cpu_ms=1.0), result("api_me", "me", cpu_ms=0.8)
+    run.effects = [
+        Effect("cache", "dashboard_warm", "dashboard", [on], [off]),
+        Effect("monitoring", "api_me", "me", [watched], [bare]),
+        Effect(
+            "index", "activity_first", "page", [result("a", "a", rps=300.0)], [result("a", "a", rps=20.0)], 0.1, 50.0
+        ),
+    ]
+
+    judged = {row["target"]: (row["measured"], row["holds"]) for row in targets(run)}
+
+    assert judged["dashboard_warm: CPU <= 4x the baseline's"] == ("3.5x", True)
+    assert judged["api_me: CPU <= 3x the baseline's"] == ("3.5x", False)
+    assert judged["landing: CPU <= 3x the baseline's"] == ("2.0x", True)
+    assert judged["cache effect >= 3x (dashboard): CPU off / on"] == ("4.0x", True)
+    assert judged["monitoring costs <= 10% of the CPU (me)"] == ("20%", False)
+    assert judged["page: index >= 10x on the page, >= 100x on the query"] == ("page 15.0x, query 500x", True)
+    assert judged["dashboard_warm: the portal's p95 within 10% of wrk's"] == ("7% apart", True)
