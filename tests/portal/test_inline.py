@@ -65,7 +65,10 @@ def test_a_member_page_from_the_page_cache_carries_them_too(client: Client, alic
 def test_the_policy_is_computed_from_the_file_at_start_up(settings):
     assert settings.INLINE_STYLESHEET == inline.read(STYLESHEET, element="style")
     assert settings.INLINE_STYLESHEET.csp_source == sha256_source(STYLESHEET.read_text())
-    assert settings.CONTENT_SECURITY_POLICY["DIRECTIVES"]["style-src"] == ["'self'", sha256_source(STYLESHEET.read_text())]
+    assert settings.CONTENT_SECURITY_POLICY["DIRECTIVES"]["style-src"] == [
+        "'self'",
+        sha256_source(STYLESHEET.read_text()),
+    ]
 
 
 def test_a_changed_stylesheet_gets_a_new_hash(tmp_path: Path):
@@ -79,7 +82,9 @@ def test_a_changed_stylesheet_gets_a_new_hash(tmp_path: Path):
     assert after.text.endswith("main { padding: 0; }\n")
 
 
-@pytest.mark.parametrize(("element", "text"), [("style", "p::after { content: '</STYLE>'; }"), ("script", "'</script>'")])
+@pytest.mark.parametrize(
+    ("element", "text"), [("style", "p::after { content: '</STYLE>'; }"), ("script", "'</script>'")]
+)
 def test_a_file_that_would_close_its_element_early_stops_start_up(tmp_path: Path, element: str, text: str):
     path = tmp_path / "asset"
     path.write_text(text)

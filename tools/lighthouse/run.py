@@ -137,9 +137,7 @@ def read_report(preset: Preset, page: Page, url: str, report: dict[str, Any]) ->
     audits = report["audits"]
     for name in ("performance", "accessibility", "best-practices"):
         if categories[name]["score"] is None:  # Lighthouse could not score it: a broken run
-            raise SystemExit(
-                f"lighthouse: {page.name} ({preset.name}): no {name} score ({report.get('runtimeError')})"
-            )
+            raise SystemExit(f"lighthouse: {page.name} ({preset.name}): no {name} score ({report.get('runtimeError')})")
     return Result(
         preset=preset.name,
         page=page.name,
@@ -336,7 +334,9 @@ def main() -> int:
 
 
 def table(results: list[Result]) -> str:
-    lines = [f"{'preset':<8} {'page':<10} {'perf':>4} {'a11y':>4} {'b.p.':>4} {'LCP ms':>7} {'CLS':>6} {'weight KB':>9}"]
+    lines = [
+        f"{'preset':<8} {'page':<10} {'perf':>4} {'a11y':>4} {'b.p.':>4} {'LCP ms':>7} {'CLS':>6} {'weight KB':>9}"
+    ]
     for r in results:
         lines.append(
             f"{r.preset:<8} {r.page:<10} {r.performance * 100:>4.0f} {r.accessibility * 100:>4.0f} "
