@@ -63,7 +63,7 @@ def test_a_member_page_from_the_page_cache_carries_them_too(client: Client, alic
 
 
 def test_the_policy_is_computed_from_the_file_at_start_up(settings):
-    assert settings.INLINE_STYLESHEET == inline.read(STYLESHEET, element="style")
+    assert inline.read(STYLESHEET, element="style") == settings.INLINE_STYLESHEET
     assert settings.INLINE_STYLESHEET.csp_source == sha256_source(STYLESHEET.read_text())
     assert settings.CONTENT_SECURITY_POLICY["DIRECTIVES"]["style-src"] == [
         "'self'",
@@ -93,5 +93,5 @@ def test_a_file_that_would_close_its_element_early_stops_start_up(tmp_path: Path
 
 
 def test_a_missing_file_stops_start_up_naming_it(tmp_path: Path):
-    with pytest.raises(ImproperlyConfigured, match="missing.css cannot be read"):
+    with pytest.raises(ImproperlyConfigured, match=r"missing\.css cannot be read"):
         inline.read(tmp_path / "missing.css", element="style")
