@@ -20,6 +20,8 @@ import environ
 from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
+from portal import inline
+
 # Lets generic Django classes (ModelAdmin[Member], forms) be subscripted at run time, as the
 # type checker wants them written.
 django_stubs_ext.monkeypatch()
@@ -152,6 +154,8 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 # Where and how often member pages report their Web Vitals (monitoring/vitals.py).
                 "monitoring.vitals.web_vitals",
+                # The stylesheet and script base.html inlines (portal/inline.py).
+                "portal.inline.inline_assets",
             ],
         },
     },
@@ -648,17 +652,24 @@ PERMISSIONS_POLICY: dict[str, list[str]] = {
     )
 }
 
+# What every page built on base.html carries inline instead of linking, read once at start-up
+# (portal/inline.py): the stylesheet, allowed in style-src by the hash of its text, and the Web
+# Vitals reporter, allowed by the request's nonce.
+INLINE_STYLESHEET = inline.read(BASE_DIR / "static" / "css" / "portal.css", element="style")
+INLINE_VITALS_SCRIPT = inline.read(BASE_DIR / "static" / "js" / "vitals.js", element="script")
+
 # Content-Security-Policy (django-csp) on every page, DEBUG or not. Everything comes from our own
-# origin: no inline script or style anywhere, so neither is allowed; the one script tag a page has
-# (static/js/vitals.js) also carries the request's nonce, which the script hands on to the
-# web-vitals library it loads. Images may be data: URIs (allauth's TOTP QR code, the admin's and
-# Swagger UI's icons). Forms post to ourselves, or are redirected on to Stripe's hosted Checkout
-# and billing portal (form-action also governs the redirect after a submit).
+# origin. Nothing inline is allowed but the two above, never by 'unsafe-inline': the stylesheet by
+# its SHA-256, the one script a page has (static/js/vitals.js, inlined) by the request's nonce,
+# which the script hands on to the web-vitals library it loads.
+# Images may be data: URIs (allauth's TOTP QR code, the admin's and Swagger UI's icons). Forms
+# post to ourselves, or are redirected on to Stripe's hosted Checkout and billing portal
+# (form-action also governs the redirect after a submit).
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [SELF],
         "script-src": [SELF, NONCE],
-        "style-src": [SELF],
+        "style-src": [SELF, INLINE_STYLESHEET.csp_source],
         "img-src": [SELF, "data:"],
         "font-src": [SELF],
         "connect-src": [SELF],

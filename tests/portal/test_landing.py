@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from members.models import Tier
 from subscriptions.models import Plan
 from tests.conftest import make_plan
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def without_nonce(content: bytes) -> bytes:
@@ -35,9 +38,11 @@ def test_landing_page_says_so_when_no_plan_is_offered(client, db):
     assert "No plans are offered yet" in response.content.decode()
 
 
-def test_static_stylesheet_is_served(client, db):
-    response = client.get("/")
-    assert 'href="/static/css/portal.css"' in response.content.decode()
+def test_the_stylesheet_comes_inline(client, db):
+    # Nothing to fetch before the first paint (portal/inline.py; its CSP: tests/portal/test_inline.py).
+    html = client.get("/").content.decode()
+    assert f"<style>{(ROOT / 'static/css/portal.css').read_text()}</style>" in html
+    assert "/static/css/portal." not in html
 
 
 def test_the_anonymous_landing_page_may_be_cached_briefly_by_shared_caches(client, db, settings):
