@@ -65,16 +65,17 @@ class _Page:
 
 @functools.cache
 def release() -> str:
-    """A fingerprint of the project's own templates and code (names, sizes and modification
-    times, read once per process): a release that changes either uses new keys."""
+    """A fingerprint of the project's own templates, code and static files (names, sizes and
+    modification times, read once per process): a release that changes any uses new keys. The
+    static files count because pages inline the stylesheet under its hash (portal/inline.py)."""
     root = Path(settings.BASE_DIR)
-    folders = {root / "templates"} | {
+    folders = {root / "templates", root / "static"} | {
         Path(config.path) for config in apps.get_app_configs() if Path(config.path).is_relative_to(root)
     }
     digest = hashlib.blake2b(digest_size=6)
     for folder in sorted(folders):
         for path in sorted(folder.rglob("*")):
-            if path.suffix in {".py", ".html", ".txt"} and path.is_file():
+            if path.suffix in {".py", ".html", ".txt", ".css", ".js"} and path.is_file():
                 stat = path.stat()
                 digest.update(f"{path.relative_to(root)}:{stat.st_size}:{stat.st_mtime_ns};".encode())
     return digest.hexdigest()

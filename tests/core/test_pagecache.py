@@ -11,6 +11,7 @@ import pytest
 from django.contrib.messages import constants
 from django.test import Client
 
+from core import pagecache
 from core.cache import stats
 from members.models import ApiToken, Member, TokenScope
 from members.services import create_api_token, record_token_use, update_profile
@@ -139,3 +140,21 @@ def test_with_the_page_cache_off_every_page_renders(member_client: Client, setti
     member_client.get("/activity/")
     with django_assert_num_queries(1):  # a page of the log (the member comes from the cache)
         member_client.get("/activity/")
+
+
+def test_a_release_that_changes_only_the_stylesheet_uses_new_keys(tmp_path, settings):
+    # Pages inline the stylesheet under its hash (portal/inline.py): a page cached by the last
+    # release would carry a stylesheet the new policy refuses.
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "static" / "css").mkdir(parents=True)
+    stylesheet = tmp_path / "static" / "css" / "portal.css"
+    stylesheet.write_text("body { color: black; }\n")
+    settings.BASE_DIR = tmp_path
+    try:
+        pagecache.release.cache_clear()
+        before = pagecache.release()
+        stylesheet.write_text("body { color: darkslategray; }\n")
+        pagecache.release.cache_clear()
+        assert pagecache.release() != before
+    finally:
+        pagecache.release.cache_clear()

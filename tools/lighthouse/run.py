@@ -15,7 +15,8 @@ library as a sampled page view does.
 Two presets, each page under both. Mobile is Lighthouse's default (no --preset flag): a
 Moto G-sized screen, a simulated slow 4G link (150 ms round trips, 1.6 Mbit/s) and a CPU four
 times slower; desktop is --preset=desktop (40 ms RTT, 10 Mbit/s, no CPU slowdown). Both hold
-the same budget, LCP under 1.0 s included.
+the same budget, LCP under 1.0 s included, but for the member pages on mobile, whose LCP budget
+is 1.5 s (`MEMBER_MOBILE_BUDGET`: their HTML takes one more simulated round trip).
 
 Reports: var/lighthouse/<page>.<preset>.report.html and .report.json, and summary.json.
 """
@@ -83,18 +84,28 @@ class Budget:
 BUDGET = Budget()
 
 
+# A member page's HTML (16 to 28 KB, its stylesheet inlined) is past the first TCP congestion
+# window that Lighthouse's mobile throttling simulates (about 14.6 KB at 150 ms a round trip):
+# one more round trip than the landing and login pages, which hold the 1.0 s.
+MEMBER_MOBILE_BUDGET = Budget(lcp_ms=1500.0)
+
+
 @dataclass(frozen=True)
 class Preset:
     """How Lighthouse emulates the device: `flags` on its command line, `budget` what each page
-    must do under it."""
+    must do under it, `member_budget` what a logged-in page must (the same unless given)."""
 
     name: str
     flags: tuple[str, ...]
     budget: Budget
+    member_budget: Budget | None = None
+
+    def budget_for(self, page: Page) -> Budget:
+        return (self.member_budget or self.budget) if page.logged_in else self.budget
 
 
 PRESETS = (
-    Preset("mobile", (), BUDGET),  # Lighthouse's default emulation
+    Preset("mobile", (), BUDGET, MEMBER_MOBILE_BUDGET),  # Lighthouse's default emulation
     Preset("desktop", ("--preset=desktop",), BUDGET),
 )
 
@@ -316,15 +327,20 @@ def main() -> int:
 
     print(f"\nLighthouse {lighthouse_version()}, one run per page and preset ({time.monotonic() - started:.0f} s)")
     print(table(results))
-    budgets = {preset.name: preset.budget for preset in presets}
+    budgets = {(preset.name, page.name): preset.budget_for(page) for preset in presets for page in pages}
     (OUT / "summary.json").write_text(
         json.dumps(
-            {"budgets": {name: asdict(b) for name, b in budgets.items()}, "pages": [asdict(r) for r in results]},
+            {
+                "budgets": {f"{name}:{page}": asdict(b) for (name, page), b in budgets.items()},
+                "pages": [asdict(r) for r in results],
+            },
             indent=2,
         )
         + "\n"
     )
-    misses = [f"{r.page} ({r.preset}, {r.url}): {miss}" for r in results for miss in r.over_budget(budgets[r.preset])]
+    misses = [
+        f"{r.page} ({r.preset}, {r.url}): {miss}" for r in results for miss in r.over_budget(budgets[r.preset, r.page])
+    ]
     print(f"Reports: {OUT.relative_to(ROOT)}/<page>.<preset>.report.html")
     if misses:
         print("\nOver budget:\n" + "\n".join(f"  {miss}" for miss in misses), file=sys.stderr)
